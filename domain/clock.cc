@@ -1,0 +1,18 @@
+#include "domain/clock.h"
+
+namespace echelon {
+namespace {
+
+class WallClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+};
+
+}  // namespace
+
+Clock& RealClock() {
+  static WallClock* clock = new WallClock();
+  return *clock;
+}
+
+}  // namespace echelon

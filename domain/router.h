@@ -1,0 +1,118 @@
+// The one entry point of the domain: route a chat request, named by a target,
+// to an upstream instance through pools, task groups and echelons, with
+// retries, fallback, breakers and limits. Replaces the seed's pool wrapper,
+// task-group wrapper and direct wrapper with one call.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "domain/chat.h"
+#include "domain/config.h"
+#include "domain/errors.h"
+#include "domain/event_loop.h"
+#include "domain/provider.h"
+#include "domain/status.h"
+
+namespace echelon {
+
+// One try at one instance, as shown to the caller in the routing trace.
+struct AttemptRecord {
+  std::string instance;  // "model/instance"
+  std::string model;
+  std::string echelon;  // empty for a bare model or pool target
+  ErrorClass outcome = ErrorClass::kNone;
+  std::string detail;  // failure detail, no secrets
+  absl::Duration duration = absl::ZeroDuration();
+  // What the router did next: "", "retry", "failover", "model_rotate",
+  // "echelon_down", "task_group_switch", "pool_switch".
+  std::string next_action;
+};
+
+struct RoutedResponse {
+  ChatResponse response;  // stream: finish reason and usage only
+  std::string model;      // catalogue name that served
+  std::string instance;   // "model/instance" that served
+  std::vector<AttemptRecord> attempts;
+  std::string request_id;
+  // For RESOURCE_EXHAUSTED / UNAVAILABLE: when trying again makes sense.
+  absl::Duration retry_after = absl::ZeroDuration();
+  // Time spent waiting on upstreams (for the gateway-overhead metric).
+  absl::Duration upstream_time = absl::ZeroDuration();
+  // Stream only: whether any visible delta reached the caller.
+  bool committed = false;
+};
+
+// Receives the result of one routed request. All calls come on the event
+// loop thread.
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  // Stream only: each delta the caller should see, in order. The first
+  // visible delta commits the stream to its instance.
+  virtual void OnDelta(const StreamDelta& delta) = 0;
+  // Exactly once, last. Non-OK for failures; a stream that was committed
+  // and then failed gets a non-OK status whose message says it is partial.
+  virtual void OnComplete(absl::Status status, RoutedResponse response) = 0;
+};
+
+struct RouteRequest {
+  // Pool, task group, "group.echelon", or catalogue model name.
+  std::string target;
+  std::shared_ptr<ChatRequest> request;
+  bool stream = false;
+  // The caller's deadline; InfiniteFuture when none. The effective deadline
+  // is the sooner of this and the target's request_timeout.
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+// A request in flight. Cancel() is thread-safe: it posts to the loop, where
+// the upstream transfer is aborted and the sink gets OnComplete(CANCELLED)
+// unless it already completed.
+class RequestHandle {
+ public:
+  virtual ~RequestHandle() = default;
+  virtual void Cancel() = 0;
+};
+
+class Router {
+ public:
+  virtual ~Router() = default;
+
+  // Builds a router for a validated config. `providers` maps
+  // ProviderConfig::name to its adapter. `previous` (may be null) is the
+  // router of the prior config snapshot: state of instances whose identity
+  // (model, instance id, base URL, key) did not change carries over.
+  // Errors: INVALID_ARGUMENT for a config that references unknown names or
+  // an unknown rotation strategy.
+  static absl::StatusOr<std::unique_ptr<Router>> Create(
+      const GatewayConfig& config, EventLoop& loop,
+      std::map<std::string, std::shared_ptr<Provider>> providers,
+      const Router* previous = nullptr);
+
+  // Starts routing `req`; results go to `sink`, which must stay alive until
+  // its OnComplete. Thread-safe. Never completes synchronously. Errors
+  // delivered through the sink: NOT_FOUND (unknown target),
+  // INVALID_ARGUMENT (empty messages, bad parameters), RESOURCE_EXHAUSTED
+  // (limits; retry_after set), UNAVAILABLE (nothing could serve; retry_after
+  // set when known), DEADLINE_EXCEEDED, CANCELLED, and for a committed
+  // stream that broke, ABORTED ("partial").
+  virtual std::shared_ptr<RequestHandle> Start(RouteRequest req,
+                                               ResponseSink* sink) = 0;
+
+  // Live state. Thread-safe. `pool` empty means every pool.
+  // Errors: NOT_FOUND for an unknown pool name.
+  virtual absl::StatusOr<std::vector<PoolStatusView>> GetPoolStatus(
+      absl::string_view pool) const = 0;
+
+  // Every name Start() accepts, with its kind.
+  virtual std::vector<TargetView> ListTargets() const = 0;
+};
+
+}  // namespace echelon
