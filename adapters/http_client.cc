@@ -1,0 +1,534 @@
+#include "adapters/http_client.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <mutex>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+
+namespace echelon {
+
+struct HttpClient::Transfer {
+  RequestId id = 0;
+  HttpClient* client = nullptr;
+  CURL* easy = nullptr;
+  curl_slist* header_list = nullptr;
+  HttpRequest request;
+  HttpCallbacks callbacks;
+  HttpHeaders response_headers;
+  int status = 0;
+  bool headers_delivered = false;
+  bool in_multi = false;
+  bool cancelled = false;
+  int64_t body_bytes = 0;
+  absl::Time last_data;
+  EventLoop::TimerId first_byte_timer = EventLoop::kNoTimer;
+  EventLoop::TimerId stall_timer = EventLoop::kNoTimer;
+  EventLoop::TimerId deadline_timer = EventLoop::kNoTimer;
+  char error_buffer[CURL_ERROR_SIZE] = {0};
+
+  ~Transfer() {
+    if (easy != nullptr) curl_easy_cleanup(easy);
+    if (header_list != nullptr) curl_slist_free_all(header_list);
+  }
+};
+
+namespace {
+
+CURLM* Multi(void* m) { return static_cast<CURLM*>(m); }
+
+void GlobalInitOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+ErrorClass ClassifyCurlCode(CURLcode code, CURL* easy) {
+  switch (code) {
+    case CURLE_OK:
+      return ErrorClass::kNone;
+    case CURLE_OPERATION_TIMEDOUT: {
+      curl_off_t connect_us = 0;
+      curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+      return connect_us == 0 ? ErrorClass::kTimeoutConnect
+                             : ErrorClass::kTimeoutTotal;
+    }
+    default:
+      // Refused, reset, DNS, TLS, truncated body, HTTP/2 stream errors.
+      return ErrorClass::kConnectError;
+  }
+}
+
+}  // namespace
+
+const std::string* HttpHeaders::Find(absl::string_view name) const {
+  for (const auto& [key, value] : entries) {
+    if (key == name) return &value;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::unique_ptr<HttpClient>> HttpClient::Create(
+    const Options& options, EpollEventLoop& loop) {
+  GlobalInitOnce();
+  CURLM* multi = curl_multi_init();
+  if (multi == nullptr) return absl::InternalError("curl_multi_init failed");
+  std::unique_ptr<HttpClient> client(new HttpClient(options, loop, multi));
+  curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION,
+                    &HttpClient::SocketCallback);
+  curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, client.get());
+  curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &HttpClient::TimerCallback);
+  curl_multi_setopt(multi, CURLMOPT_TIMERDATA, client.get());
+  curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                    static_cast<long>(options.max_total_connections));
+  curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                    static_cast<long>(options.max_host_connections));
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+                    static_cast<long>(options.max_cached_connections));
+  return client;
+}
+
+HttpClient::HttpClient(const Options& options, EpollEventLoop& loop,
+                       void* multi)
+    : options_(options),
+      loop_(loop),
+      multi_(multi),
+      alive_(std::make_shared<bool>(true)) {}
+
+HttpClient::~HttpClient() {
+  for (auto& [id, transfer] : transfers_) {
+    CancelTimers(*transfer);
+    if (transfer->in_multi)
+      curl_multi_remove_handle(Multi(multi_), transfer->easy);
+  }
+  transfers_.clear();
+  DrainDoomed();
+  if (curl_timer_ != EventLoop::kNoTimer) loop_.CancelTimer(curl_timer_);
+  curl_multi_cleanup(Multi(multi_));
+  for (int fd : watched_fds_) loop_.UnwatchFd(fd);
+}
+
+HttpClient::RequestId HttpClient::Start(HttpRequest request,
+                                        HttpCallbacks callbacks) {
+  RequestId id = next_id_++;
+  auto transfer = std::make_unique<Transfer>();
+  Transfer& t = *transfer;
+  t.id = id;
+  t.client = this;
+  t.request = std::move(request);
+  t.callbacks = std::move(callbacks);
+  t.easy = curl_easy_init();
+  transfers_.emplace(id, std::move(transfer));
+  if (t.easy == nullptr) {
+    std::weak_ptr<bool> alive = alive_;
+    loop_.Post([this, alive, id] {
+      if (alive.expired()) return;
+      auto it = transfers_.find(id);
+      if (it == transfers_.end()) return;
+      HttpResult result;
+      result.error_class = ErrorClass::kConnectError;
+      result.message = "curl_easy_init failed";
+      Finish(*it->second, std::move(result));
+    });
+    return id;
+  }
+  CURL* e = t.easy;
+  curl_easy_setopt(e, CURLOPT_URL, t.request.url.c_str());
+  curl_easy_setopt(e, CURLOPT_PRIVATE, reinterpret_cast<void*>(id));
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                   static_cast<long>(CURL_HTTP_VERSION_2TLS));
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) {
+    curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
+  }
+  curl_easy_setopt(e, CURLOPT_USERAGENT, options_.user_agent.c_str());
+  curl_easy_setopt(
+      e, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(std::max<int64_t>(
+          1, absl::ToInt64Milliseconds(t.request.connect_timeout))));
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.error_buffer);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &HttpClient::HeaderCallback);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpClient::WriteCallback);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+  if (t.request.method == "GET") {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else {
+    if (t.request.method != "POST") {
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, t.request.method.c_str());
+    }
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t.request.body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(t.request.body.size()));
+  }
+  for (const auto& [name, value] : t.request.headers) {
+    std::string line = absl::StrCat(name, ": ", value);
+    t.header_list = curl_slist_append(t.header_list, line.c_str());
+  }
+  // No "Expect: 100-continue" round trip for larger bodies.
+  t.header_list = curl_slist_append(t.header_list, "Expect:");
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.header_list);
+
+  // Loop timers for the application-level timeouts.
+  absl::Time now = loop_.Now();
+  t.first_byte_timer = loop_.RunAt(now + t.request.first_byte_timeout, [this,
+                                                                        id] {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) return;
+    it->second->first_byte_timer = EventLoop::kNoTimer;
+    curl_off_t connect_us = 0;
+    curl_easy_getinfo(it->second->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+    FailWithTimeout(id, connect_us == 0 ? ErrorClass::kTimeoutConnect
+                                        : ErrorClass::kTimeoutFirstToken);
+  });
+  if (t.request.deadline != absl::InfiniteFuture()) {
+    t.deadline_timer = loop_.RunAt(t.request.deadline, [this, id] {
+      auto it = transfers_.find(id);
+      if (it == transfers_.end()) return;
+      it->second->deadline_timer = EventLoop::kNoTimer;
+      FailWithTimeout(id, ErrorClass::kTimeoutTotal);
+    });
+  }
+
+  if (in_curl_ > 0) {
+    // Inside a libcurl callback: adding a handle is not allowed here.
+    std::weak_ptr<bool> alive = alive_;
+    loop_.Post([this, alive, id] {
+      if (!alive.expired()) AddToMulti(id);
+    });
+  } else {
+    AddToMulti(id);
+  }
+  return id;
+}
+
+void HttpClient::AddToMulti(RequestId id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return;
+  Transfer& t = *it->second;
+  ++in_curl_;
+  CURLMcode rc = curl_multi_add_handle(Multi(multi_), t.easy);
+  --in_curl_;
+  if (rc != CURLM_OK) {
+    HttpResult result;
+    result.error_class = ErrorClass::kConnectError;
+    result.message =
+        absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(rc));
+    Finish(t, std::move(result));
+    return;
+  }
+  t.in_multi = true;
+  DrainDoomed();
+}
+
+void HttpClient::Cancel(RequestId id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return;
+  std::unique_ptr<Transfer> transfer = std::move(it->second);
+  transfers_.erase(it);
+  transfer->cancelled = true;
+  CancelTimers(*transfer);
+  doomed_.push_back(std::move(transfer));
+  // Inside libcurl the handle is removed once the call returns; callbacks
+  // check `cancelled` meanwhile and abort the transfer.
+  if (in_curl_ == 0) DrainDoomed();
+}
+
+void HttpClient::CancelTimers(Transfer& t) {
+  loop_.CancelTimer(t.first_byte_timer);
+  loop_.CancelTimer(t.stall_timer);
+  loop_.CancelTimer(t.deadline_timer);
+  t.first_byte_timer = t.stall_timer = t.deadline_timer = EventLoop::kNoTimer;
+}
+
+void HttpClient::DrainDoomed() {
+  if (in_curl_ > 0) return;
+  while (!doomed_.empty()) {
+    std::vector<std::unique_ptr<Transfer>> batch;
+    batch.swap(doomed_);
+    for (auto& t : batch) {
+      if (t->in_multi) {
+        ++in_curl_;
+        curl_multi_remove_handle(Multi(multi_), t->easy);
+        --in_curl_;
+        t->in_multi = false;
+      }
+    }
+    // Transfers (and their easy handles) are freed here.
+  }
+}
+
+void HttpClient::Finish(Transfer& transfer, HttpResult result) {
+  RequestId id = transfer.id;
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return;
+  std::unique_ptr<Transfer> owned = std::move(it->second);
+  transfers_.erase(it);
+  CancelTimers(*owned);
+  result.body_bytes = owned->body_bytes;
+  if (result.http_status == 0) result.http_status = owned->status;
+  auto on_complete = std::move(owned->callbacks.on_complete);
+  owned->cancelled = true;  // no more data callbacks
+  doomed_.push_back(std::move(owned));
+  DrainDoomed();
+  if (on_complete) on_complete(std::move(result));
+}
+
+void HttpClient::FailWithTimeout(RequestId id, ErrorClass error_class) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return;
+  HttpResult result;
+  result.error_class = error_class;
+  result.message = absl::StrCat("HTTP transfer ", ErrorClassName(error_class));
+  Finish(*it->second, std::move(result));
+}
+
+void HttpClient::OnStallCheck(RequestId id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return;
+  Transfer& t = *it->second;
+  t.stall_timer = EventLoop::kNoTimer;
+  absl::Time due = t.last_data + t.request.stall_timeout;
+  if (loop_.Now() >= due) {
+    FailWithTimeout(id, ErrorClass::kTimeoutStall);
+    return;
+  }
+  t.stall_timer = loop_.RunAt(due, [this, id] { OnStallCheck(id); });
+}
+
+int HttpClient::SocketCallback(void* /*easy*/, int fd, int what, void* clientp,
+                               void* /*socketp*/) {
+  auto* self = static_cast<HttpClient*>(clientp);
+  if (what == CURL_POLL_REMOVE) {
+    self->loop_.UnwatchFd(fd);
+    self->watched_fds_.erase(fd);
+    return 0;
+  }
+  uint32_t events = 0;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= EPOLLIN;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= EPOLLOUT;
+  if (self->watched_fds_.count(fd) != 0) {
+    self->loop_.ModifyFd(fd, events).IgnoreError();
+  } else {
+    absl::Status status = self->loop_.WatchFd(
+        fd, events, [self, fd](uint32_t ev) { self->OnSocketEvent(fd, ev); });
+    if (!status.ok()) return -1;
+    self->watched_fds_.insert(fd);
+  }
+  return 0;
+}
+
+int HttpClient::TimerCallback(void* /*multi*/, long timeout_ms, void* clientp) {
+  auto* self = static_cast<HttpClient*>(clientp);
+  if (self->curl_timer_ != EventLoop::kNoTimer) {
+    self->loop_.CancelTimer(self->curl_timer_);
+    self->curl_timer_ = EventLoop::kNoTimer;
+  }
+  if (timeout_ms < 0) return 0;
+  self->curl_timer_ =
+      self->loop_.RunAt(self->loop_.Now() + absl::Milliseconds(timeout_ms),
+                        [self] { self->OnCurlTimer(); });
+  return 0;
+}
+
+void HttpClient::OnCurlTimer() {
+  curl_timer_ = EventLoop::kNoTimer;
+  SocketAction(CURL_SOCKET_TIMEOUT, 0);
+}
+
+void HttpClient::OnSocketEvent(int fd, uint32_t events) {
+  int bitmask = 0;
+  if (events & EPOLLIN) bitmask |= CURL_CSELECT_IN;
+  if (events & EPOLLOUT) bitmask |= CURL_CSELECT_OUT;
+  if (events & (EPOLLERR | EPOLLHUP)) bitmask |= CURL_CSELECT_ERR;
+  SocketAction(fd, bitmask);
+}
+
+void HttpClient::SocketAction(int fd, int bitmask) {
+  int running = 0;
+  ++in_curl_;
+  curl_multi_socket_action(Multi(multi_), fd, bitmask, &running);
+  --in_curl_;
+  DrainDoomed();
+  ProcessCompletions();
+}
+
+void HttpClient::ProcessCompletions() {
+  int pending = 0;
+  while (CURLMsg* msg = curl_multi_info_read(Multi(multi_), &pending)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL* easy = msg->easy_handle;
+    CURLcode code = msg->data.result;
+    void* priv = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+    RequestId id = reinterpret_cast<RequestId>(priv);
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) continue;  // cancelled meanwhile
+    Transfer& t = *it->second;
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status > 0) t.status = static_cast<int>(status);
+    if (!t.headers_delivered && t.status >= 200 && t.callbacks.on_headers) {
+      t.headers_delivered = true;
+      t.callbacks.on_headers(t.status, t.response_headers);
+      if (transfers_.find(id) == transfers_.end()) continue;  // cancelled
+    }
+    HttpResult result;
+    result.error_class = ClassifyCurlCode(code, easy);
+    result.http_status = t.status;
+    if (code != CURLE_OK) {
+      result.message = curl_easy_strerror(code);
+      if (t.error_buffer[0] != '\0') {
+        absl::StrAppend(&result.message, ": ", t.error_buffer);
+      }
+    }
+    Finish(t, std::move(result));
+  }
+}
+
+size_t HttpClient::HeaderCallback(char* data, size_t size, size_t n,
+                                  void* userp) {
+  auto* t = static_cast<Transfer*>(userp);
+  size_t len = size * n;
+  if (t->cancelled) return 0;
+  absl::string_view line(data, len);
+  line = absl::StripTrailingAsciiWhitespace(line);
+  if (absl::StartsWith(line, "HTTP/")) {
+    // A new response head (after 1xx or a redirect): start over.
+    t->response_headers.entries.clear();
+    size_t sp = line.find(' ');
+    int status = 0;
+    if (sp != absl::string_view::npos &&
+        absl::SimpleAtoi(line.substr(sp + 1, 3), &status)) {
+      t->status = status;
+    }
+    return len;
+  }
+  if (line.empty()) {
+    if (t->status >= 200 && !t->headers_delivered) {
+      t->headers_delivered = true;
+      if (t->callbacks.on_headers) {
+        t->callbacks.on_headers(t->status, t->response_headers);
+      }
+      if (t->cancelled) return 0;
+    }
+    return len;
+  }
+  size_t colon = line.find(':');
+  if (colon == absl::string_view::npos) return len;
+  std::string name = absl::AsciiStrToLower(line.substr(0, colon));
+  std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+  t->response_headers.entries.emplace_back(std::move(name), std::move(value));
+  return len;
+}
+
+size_t HttpClient::WriteCallback(char* data, size_t size, size_t n,
+                                 void* userp) {
+  auto* t = static_cast<Transfer*>(userp);
+  size_t len = size * n;
+  if (t->cancelled) return 0;
+  HttpClient* self = t->client;
+  if (!t->headers_delivered) {
+    t->headers_delivered = true;
+    if (t->callbacks.on_headers) {
+      t->callbacks.on_headers(t->status, t->response_headers);
+    }
+    if (t->cancelled) return 0;
+  }
+  if (len == 0) return 0;
+  absl::Time now = self->loop_.Now();
+  if (t->body_bytes == 0) {
+    self->loop_.CancelTimer(t->first_byte_timer);
+    t->first_byte_timer = EventLoop::kNoTimer;
+  }
+  t->body_bytes += static_cast<int64_t>(len);
+  t->last_data = now;
+  if (t->stall_timer == EventLoop::kNoTimer) {
+    RequestId id = t->id;
+    t->stall_timer = self->loop_.RunAt(now + t->request.stall_timeout,
+                                       [self, id] { self->OnStallCheck(id); });
+  }
+  if (t->callbacks.on_data) t->callbacks.on_data(absl::string_view(data, len));
+  return t->cancelled ? 0 : len;
+}
+
+absl::Duration ParseRetryAfter(const HttpHeaders& headers, absl::Time now) {
+  if (const std::string* ms = headers.Find("retry-after-ms")) {
+    double v = 0;
+    if (absl::SimpleAtod(*ms, &v) && v >= 0) {
+      return absl::Milliseconds(v);
+    }
+  }
+  const std::string* ra = headers.Find("retry-after");
+  if (ra == nullptr) return absl::ZeroDuration();
+  double seconds = 0;
+  if (absl::SimpleAtod(*ra, &seconds)) {
+    return seconds > 0 ? absl::Seconds(seconds) : absl::ZeroDuration();
+  }
+  absl::Time when;
+  std::string err;
+  if (absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", *ra, &when, &err) ||
+      absl::ParseTime(absl::RFC1123_full, *ra, &when, &err)) {
+    absl::Duration left = when - now;
+    return left > absl::ZeroDuration() ? left : absl::ZeroDuration();
+  }
+  return absl::ZeroDuration();
+}
+
+absl::Duration ParseResetDuration(absl::string_view value) {
+  value = absl::StripAsciiWhitespace(value);
+  if (value.empty()) return absl::ZeroDuration();
+  double seconds = 0;
+  if (absl::SimpleAtod(value, &seconds)) return absl::Seconds(seconds);
+  // Go-style durations: "1h2m3.5s", "20ms".
+  absl::Duration total = absl::ZeroDuration();
+  size_t i = 0;
+  while (i < value.size()) {
+    size_t j = i;
+    while (j < value.size() &&
+           (std::isdigit(static_cast<unsigned char>(value[j])) ||
+            value[j] == '.')) {
+      ++j;
+    }
+    if (j == i) return absl::ZeroDuration();
+    double number = 0;
+    if (!absl::SimpleAtod(value.substr(i, j - i), &number)) {
+      return absl::ZeroDuration();
+    }
+    size_t k = j;
+    while (k < value.size() &&
+           std::isalpha(static_cast<unsigned char>(value[k]))) {
+      ++k;
+    }
+    absl::string_view unit = value.substr(j, k - j);
+    if (unit == "h") {
+      total += absl::Hours(number);
+    } else if (unit == "m") {
+      total += absl::Minutes(number);
+    } else if (unit == "s") {
+      total += absl::Seconds(number);
+    } else if (unit == "ms") {
+      total += absl::Milliseconds(number);
+    } else if (unit == "us") {
+      total += absl::Microseconds(number);
+    } else {
+      return absl::ZeroDuration();
+    }
+    i = k;
+  }
+  return total;
+}
+
+}  // namespace echelon
