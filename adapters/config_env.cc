@@ -52,6 +52,22 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash + 1);
 }
 
+// List items are named like the validator names them: by `name` (or `id`)
+// when they have one, else by index.
+std::string ItemPath(const std::string& path, const ConfigNode& item,
+                     size_t index) {
+  if (item.IsMap()) {
+    for (const char* key : {"name", "id"}) {
+      const ConfigNode* name = item.Find(key);
+      if (name != nullptr && name->IsScalar() && !name->scalar.empty() &&
+          name->scalar.find_first_of("${}. ") == std::string::npos) {
+        return absl::StrCat(path, ".", name->scalar);
+      }
+    }
+  }
+  return absl::StrCat(path, "[", index, "]");
+}
+
 void Walk(ConfigNode* node, const std::string& path, const EnvOptions& options,
           std::vector<ConfigProblem>* problems) {
   switch (node->kind) {
@@ -67,7 +83,7 @@ void Walk(ConfigNode* node, const std::string& path, const EnvOptions& options,
     }
     case ConfigNode::Kind::kSequence:
       for (size_t i = 0; i < node->items.size(); ++i) {
-        Walk(&node->items[i], absl::StrCat(path, "[", i, "]"), options,
+        Walk(&node->items[i], ItemPath(path, node->items[i], i), options,
              problems);
       }
       return;
