@@ -183,16 +183,18 @@ HttpClient::RequestId HttpClient::Start(HttpRequest request,
 
   // Loop timers for the application-level timeouts.
   absl::Time now = loop_.Now();
-  t.first_byte_timer = loop_.RunAt(now + t.request.first_byte_timeout, [this,
-                                                                        id] {
-    auto it = transfers_.find(id);
-    if (it == transfers_.end()) return;
-    it->second->first_byte_timer = EventLoop::kNoTimer;
-    curl_off_t connect_us = 0;
-    curl_easy_getinfo(it->second->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-    FailWithTimeout(id, connect_us == 0 ? ErrorClass::kTimeoutConnect
-                                        : ErrorClass::kTimeoutFirstToken);
-  });
+  if (t.request.first_byte_timeout != absl::InfiniteDuration()) {
+    t.first_byte_timer = loop_.RunAt(now + t.request.first_byte_timeout, [this,
+                                                                          id] {
+      auto it = transfers_.find(id);
+      if (it == transfers_.end()) return;
+      it->second->first_byte_timer = EventLoop::kNoTimer;
+      curl_off_t connect_us = 0;
+      curl_easy_getinfo(it->second->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+      FailWithTimeout(id, connect_us == 0 ? ErrorClass::kTimeoutConnect
+                                          : ErrorClass::kTimeoutFirstToken);
+    });
+  }
   if (t.request.deadline != absl::InfiniteFuture()) {
     t.deadline_timer = loop_.RunAt(t.request.deadline, [this, id] {
       auto it = transfers_.find(id);
@@ -455,7 +457,8 @@ size_t HttpClient::WriteCallback(char* data, size_t size, size_t n,
   }
   t->body_bytes += static_cast<int64_t>(len);
   t->last_data = now;
-  if (t->stall_timer == EventLoop::kNoTimer) {
+  if (t->stall_timer == EventLoop::kNoTimer &&
+      t->request.stall_timeout != absl::InfiniteDuration()) {
     RequestId id = t->id;
     t->stall_timer = self->loop_.RunAt(now + t->request.stall_timeout,
                                        [self, id] { self->OnStallCheck(id); });

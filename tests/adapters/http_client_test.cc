@@ -282,7 +282,9 @@ TEST_F(HttpClientTest, StartInsideCompletionCallbackWorks) {
       HttpRequest req2;
       req2.url = server.url("/2");
       HttpCallbacks cb2;
-      cb2.on_data = [&](absl::string_view b) { second_body.append(b.data(), b.size()); };
+      cb2.on_data = [&](absl::string_view b) {
+        second_body.append(b.data(), b.size());
+      };
       cb2.on_complete = [&](HttpResult) { second_done.Notify(); };
       client_->Start(std::move(req2), std::move(cb2));
     };
