@@ -4,8 +4,10 @@
 // task-group wrapper and direct wrapper with one call.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "domain/config.h"
 #include "domain/errors.h"
 #include "domain/event_loop.h"
+#include "domain/observer.h"
 #include "domain/provider.h"
 #include "domain/status.h"
 
@@ -47,6 +50,33 @@ struct RoutedResponse {
   absl::Duration upstream_time = absl::ZeroDuration();
   // Stream only: whether any visible delta reached the caller.
   bool committed = false;
+  // Fallback steps taken, in order.
+  std::vector<FallbackView> fallbacks;
+};
+
+// A finished request as kept in the router's bounded history.
+struct RoutingTrace {
+  std::string request_id;
+  std::string target;
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::string message;
+  std::string model;
+  std::string instance;
+  std::vector<AttemptRecord> attempts;
+  std::vector<FallbackView> fallbacks;
+  absl::Time started = absl::InfinitePast();
+  absl::Duration duration = absl::ZeroDuration();
+  bool stream = false;
+};
+
+struct RouterOptions {
+  // Not owned; must outlive the router. Null: no callbacks.
+  RouterObserver* observer = nullptr;
+  // Seeds the random source of rotation, jitter and backoff, for
+  // deterministic tests. Unset: absl::BitGen's own seeding.
+  std::optional<uint64_t> random_seed;
+  // Finished requests kept for RecentTraces().
+  size_t trace_history = 100;
 };
 
 // Receives the result of one routed request. All calls come on the event
@@ -95,6 +125,11 @@ class Router {
       const GatewayConfig& config, EventLoop& loop,
       std::map<std::string, std::shared_ptr<Provider>> providers,
       const Router* previous = nullptr);
+  // As above, with options (observer, random seed, history size).
+  static absl::StatusOr<std::unique_ptr<Router>> Create(
+      const GatewayConfig& config, EventLoop& loop,
+      std::map<std::string, std::shared_ptr<Provider>> providers,
+      const Router* previous, const RouterOptions& options);
 
   // Starts routing `req`; results go to `sink`, which must stay alive until
   // its OnComplete. Thread-safe. Never completes synchronously. Errors
@@ -113,6 +148,18 @@ class Router {
 
   // Every name Start() accepts, with its kind.
   virtual std::vector<TargetView> ListTargets() const = 0;
+
+  // Live state of task groups, per echelon (breaker, limits, usage).
+  // Thread-safe. `group` empty means every group.
+  // Errors: NOT_FOUND for an unknown group name.
+  virtual absl::StatusOr<std::vector<TaskGroupStatusView>> GetTaskGroupStatus(
+      absl::string_view group) const {
+    (void)group;
+    return absl::UnimplementedError("task group status");
+  }
+
+  // The most recent finished requests, oldest first. Thread-safe.
+  virtual std::vector<RoutingTrace> RecentTraces() const { return {}; }
 };
 
 }  // namespace echelon

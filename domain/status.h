@@ -41,6 +41,55 @@ struct PoolStatusView {
   int64_t in_flight = 0;
 };
 
+// One echelon of a task group: its breaker, limits and current usage.
+struct EchelonStatusView {
+  std::string name;
+  int priority = 0;
+  std::vector<std::string> models;
+  BreakerPhase breaker = BreakerPhase::kClosed;
+  // When an open breaker lets the first probe through; InfinitePast if not
+  // open.
+  absl::Time breaker_half_open_at = absl::InfinitePast();
+  int max_concurrency = 0;  // 0 = unlimited
+  int64_t in_flight = 0;
+  int64_t queued = 0;
+  int64_t requests_per_minute = 0;  // limit, 0 = none
+  int64_t requests_used = 0;        // in the current minute / bucket
+  int64_t tokens_per_minute = 0;    // limit, 0 = none
+  int64_t tokens_used = 0;
+  int64_t active_retries = 0;
+  int64_t retry_budget = 0;  // concurrent retries allowed now
+  int64_t requests = 0;      // requests that entered the echelon
+  int64_t successes = 0;
+  int64_t failures = 0;
+  int64_t fallbacks_out = 0;
+  int64_t rejected = 0;  // skipped for breaker, limits or deadline
+  int64_t retries = 0;
+  int64_t tokens_in = 0;
+  int64_t tokens_out = 0;
+  int64_t breaker_transitions = 0;
+  absl::Duration ewma_latency = absl::ZeroDuration();
+  absl::Duration ewma_ttft = absl::ZeroDuration();
+  std::vector<InstanceStatusView> instances;  // of the echelon's models
+};
+
+struct TaskGroupStatusView {
+  std::string name;
+  std::string description;
+  std::vector<EchelonStatusView> echelons;  // in priority order
+  int64_t requests = 0;
+  int64_t successes = 0;
+  int64_t failures = 0;
+  int64_t fallbacks = 0;
+};
+
+// One fallback step of a routed request.
+struct FallbackView {
+  std::string from;  // "group/echelon", pool or model
+  std::string to;
+  std::string reason;  // strategy name, e.g. "echelon_down"
+};
+
 struct TargetView {
   enum class Kind { kPool, kTaskGroup, kEchelon, kModel };
   std::string name;
