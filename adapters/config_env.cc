@@ -46,12 +46,6 @@ bool IsValidVariableName(const std::string& name) {
   return true;
 }
 
-std::string DirName(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return "";
-  return path.substr(0, slash + 1);
-}
-
 // List items are named like the validator names them: by `name` (or `id`)
 // when they have one, else by index.
 std::string ItemPath(const std::string& path, const ConfigNode& item,
@@ -75,8 +69,13 @@ void Walk(ConfigNode* node, const std::string& path, const EnvOptions& options,
       return;
     case ConfigNode::Kind::kScalar: {
       bool substituted = false;
+      const size_t before = problems->size();
       std::string expanded = ExpandEnvironment(
           node->scalar, node->location, path, options, &substituted, problems);
+      if (problems->size() > before) {
+        node->unresolved = true;  // keep the text as written
+        return;
+      }
       node->scalar = std::move(expanded);
       node->substituted = node->substituted || substituted;
       return;
@@ -143,7 +142,7 @@ std::string ExpandEnvironment(const std::string& value,
         problems->push_back({location, key_path, "empty path in ${file:}"});
         continue;
       }
-      if (path[0] != '/') path = DirName(location.file) + path;
+      path = ResolveConfigPath(location.file, path);
       std::string error;
       std::optional<std::string> contents =
           options.read_file ? options.read_file(path, &error)

@@ -42,6 +42,9 @@ struct ConfigNode {
   // kScalar: the value came (partly) from the environment or a secret file;
   // error messages then do not echo it.
   bool substituted = false;
+  // kScalar: a reference in it could not be resolved (already reported);
+  // `scalar` keeps the text as written and validation skips the value.
+  bool unresolved = false;
   std::vector<ConfigNode> items;        // kSequence
   std::vector<ConfigMapEntry> entries;  // kMap, in file order
 

@@ -32,7 +32,6 @@ std::string Shown(const ConfigNode& node) {
   return absl::StrCat("a ", ConfigNodeKindName(node.kind));
 }
 
-
 std::string Where(const SourceLocation& location) {
   return absl::StrCat(location.file, ":", location.line, ":", location.column);
 }
@@ -122,9 +121,11 @@ class MapReader {
          absl::StrCat("missing required key '", key, "' (", what, ")")});
   }
 
+  // The scalar value, or nullptr when absent, unresolved (already reported)
+  // or not a scalar (reported here).
   const ConfigNode* Scalar(const std::string& key, const char* expected) {
     const ConfigNode* value = Get(key);
-    if (value == nullptr) return nullptr;
+    if (value == nullptr || value->unresolved) return nullptr;
     if (!value->IsScalar()) {
       Problem(*value, key,
               absl::StrCat("expected ", expected, ", got ", Shown(*value)));
@@ -223,8 +224,15 @@ class MapReader {
     return true;
   }
 
+  // An unresolved value is still returned (as written), so that it does not
+  // look absent to later checks; the return value is false then.
   bool String(const std::string& key, std::string* out) {
-    const ConfigNode* value = Scalar(key, "a string");
+    const ConfigNode* value = Get(key);
+    if (value != nullptr && value->unresolved) {
+      *out = value->scalar;
+      return false;
+    }
+    value = Scalar(key, "a string");
     if (value == nullptr) return false;
     *out = value->scalar;
     return true;
@@ -384,10 +392,10 @@ void CheckOrder(MapReader& r, const std::string& small_key,
                 absl::Duration small, const std::string& large_key,
                 absl::Duration large, bool both_set) {
   if (!both_set || small <= large) return;
-  r.Problem(
-      r.ValueLocation(small_key), small_key,
-      absl::StrCat(small_key, " (", absl::FormatDuration(small), ") must not exceed ",
-                   large_key, " (", absl::FormatDuration(large), ")"));
+  r.Problem(r.ValueLocation(small_key), small_key,
+            absl::StrCat(small_key, " (", absl::FormatDuration(small),
+                         ") must not exceed ", large_key, " (",
+                         absl::FormatDuration(large), ")"));
 }
 
 // Reads a duration; returns whether the value now in `*out` can be trusted
@@ -685,9 +693,13 @@ struct Decoder {
     if (!r.String("upstream_model", &out->upstream_model)) {
       out->upstream_model = out->name;
     }
-    const bool context = r.Int("context_window", &out->context_window, 1);
-    const bool output = r.Int("max_output_tokens", &out->max_output_tokens, 1);
-    if ((context || output) && out->max_output_tokens > out->context_window) {
+    // Checked when both values are trustworthy (valid or default).
+    const bool context = r.Int("context_window", &out->context_window, 1) ||
+                         r.Get("context_window") == nullptr;
+    const bool output =
+        r.Int("max_output_tokens", &out->max_output_tokens, 1) ||
+        r.Get("max_output_tokens") == nullptr;
+    if (context && output && out->max_output_tokens > out->context_window) {
       r.Problem(r.ValueLocation("max_output_tokens"), "max_output_tokens",
                 absl::StrCat("max_output_tokens (", out->max_output_tokens,
                              ") must not exceed context_window (",
@@ -729,7 +741,8 @@ struct Decoder {
     r.Name("id", &out->id, "unique within the model");
     if (r.String("base_url", &out->base_url)) {
       CheckUrl(r, "base_url", out->base_url);
-    } else if (provider_known && provider_url.empty()) {
+    } else if (provider_known && provider_url.empty() &&
+               r.Get("base_url") == nullptr) {
       r.Missing("base_url", "the provider has none");
     }
     r.String("api_key", &out->api_key);
