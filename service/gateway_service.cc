@@ -1,0 +1,274 @@
+#include "service/gateway_service.h"
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "service/convert.h"
+#include "service/grpc_status.h"
+
+namespace echelon {
+namespace {
+
+// The caller's deadline, or InfiniteFuture when it set none.
+absl::Time CallerDeadline(const grpc::CallbackServerContext* context) {
+  auto deadline = context->deadline();
+  // gRPC reports "no deadline" as a far-future time point.
+  if (deadline >=
+      std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
+}
+
+// Prepares a RouteRequest; on a bad request returns the status to finish
+// with.
+absl::Status MakeRouteRequest(const v1::ExecuteRequest& in, bool stream,
+                              const grpc::CallbackServerContext* context,
+                              std::string request_id, RouteRequest* out) {
+  auto chat = std::make_shared<ChatRequest>();
+  absl::Status s = FromProto(in, chat.get());
+  if (!s.ok()) return s;
+  if (chat->request_id.empty()) chat->request_id = std::move(request_id);
+  out->target = in.target();
+  out->request = std::move(chat);
+  out->stream = stream;
+  out->deadline = CallerDeadline(context);
+  return absl::OkStatus();
+}
+
+class ExecuteReactor final : public grpc::ServerUnaryReactor,
+                             public ResponseSink {
+ public:
+  ExecuteReactor(grpc::CallbackServerContext* context,
+                 v1::ExecuteResponse* response)
+      : context_(context), response_(response) {}
+
+  void Begin(std::shared_ptr<Router> router, RouteRequest req) {
+    router_ = std::move(router);
+    auto handle = router_->Start(std::move(req), this);
+    absl::MutexLock lock(&mu_);
+    handle_ = std::move(handle);
+  }
+
+  void OnDelta(const StreamDelta&) override {}
+
+  void OnComplete(absl::Status status, RoutedResponse routed) override {
+    if (status.ok()) {
+      ToProto(routed, response_);
+      Finish(grpc::Status::OK);
+      return;
+    }
+    Finish(ToGrpcStatus(status, routed.retry_after, context_));
+  }
+
+  void OnCancel() override {
+    std::shared_ptr<RequestHandle> handle;
+    {
+      absl::MutexLock lock(&mu_);
+      handle = handle_;
+    }
+    if (handle != nullptr) handle->Cancel();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::CallbackServerContext* const context_;
+  v1::ExecuteResponse* const response_;
+  std::shared_ptr<Router> router_;  // the snapshot this call runs on
+  absl::Mutex mu_;
+  std::shared_ptr<RequestHandle> handle_ ABSL_GUARDED_BY(mu_);
+};
+
+class StreamReactor final : public grpc::ServerWriteReactor<v1::StreamChunk>,
+                            public ResponseSink {
+ public:
+  explicit StreamReactor(grpc::CallbackServerContext* context)
+      : context_(context) {}
+
+  void Begin(std::shared_ptr<Router> router, RouteRequest req) {
+    router_ = std::move(router);
+    auto handle = router_->Start(std::move(req), this);
+    absl::MutexLock lock(&mu_);
+    handle_ = std::move(handle);
+  }
+
+  // Loop thread.
+  void OnDelta(const StreamDelta& delta) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!delta.content.empty()) {
+        queue_.emplace_back().set_content_delta(delta.content);
+      }
+      for (const ToolCallDelta& t : delta.tool_calls) {
+        v1::ToolCallDelta* out =
+            queue_.emplace_back().mutable_tool_call_delta();
+        out->set_index(t.index);
+        out->set_id(t.id);
+        out->set_name(t.name);
+        out->set_arguments_delta(t.arguments_delta);
+      }
+      if (delta.usage.has_value()) {
+        ToProto(*delta.usage, queue_.emplace_back().mutable_usage());
+        usage_sent_ = true;
+      }
+    }
+    Pump();
+  }
+
+  // Loop thread; exactly once.
+  void OnComplete(absl::Status status, RoutedResponse routed) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (status.ok()) {
+        if (routed.response.has_usage && !usage_sent_) {
+          ToProto(routed.response.usage, queue_.emplace_back().mutable_usage());
+        }
+        ToSummaryProto(routed, queue_.emplace_back().mutable_summary());
+        final_status_ = grpc::Status::OK;
+      } else {
+        final_status_ = ToGrpcStatus(status, routed.retry_after, context_);
+      }
+      completed_ = true;
+    }
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::shared_ptr<RequestHandle> cancel;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      queue_.pop_front();
+      if (!ok && !broken_) {
+        // The client is gone: stop the upstream; OnComplete follows.
+        broken_ = true;
+        queue_.clear();
+        cancel = handle_;
+      }
+    }
+    if (cancel != nullptr) cancel->Cancel();
+    Pump();
+  }
+
+  void OnCancel() override {
+    std::shared_ptr<RequestHandle> handle;
+    {
+      absl::MutexLock lock(&mu_);
+      handle = handle_;
+    }
+    if (handle != nullptr) handle->Cancel();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // Starts the next write, or finishes once everything queued was written
+  // and the route completed. Never holds mu_ while calling into gRPC.
+  void Pump() ABSL_LOCKS_EXCLUDED(mu_) {
+    const v1::StreamChunk* next = nullptr;
+    bool finish = false;
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || finished_) return;
+      if (!queue_.empty() && !broken_) {
+        writing_ = true;
+        next = &queue_.front();  // deque keeps it in place until popped
+      } else if (completed_) {
+        finished_ = true;
+        finish = true;
+        status = final_status_;
+        queue_.clear();
+      }
+    }
+    if (next != nullptr) {
+      StartWrite(next);
+    } else if (finish) {
+      Finish(std::move(status));
+    }
+  }
+
+  grpc::CallbackServerContext* const context_;
+  std::shared_ptr<Router> router_;
+  absl::Mutex mu_;
+  std::shared_ptr<RequestHandle> handle_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::StreamChunk> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool completed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool usage_sent_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+std::string RandomPrefix() {
+  absl::BitGen gen;
+  return absl::StrFormat("%08x", absl::Uniform<uint32_t>(gen));
+}
+
+}  // namespace
+
+GatewayService::GatewayService(RouterHolder& routers)
+    : routers_(routers), id_prefix_(RandomPrefix()) {}
+
+std::string GatewayService::NextRequestId() {
+  return absl::StrCat(id_prefix_, "-",
+                      next_id_.fetch_add(1, std::memory_order_relaxed));
+}
+
+grpc::ServerUnaryReactor* GatewayService::Execute(
+    grpc::CallbackServerContext* context, const v1::ExecuteRequest* request,
+    v1::ExecuteResponse* response) {
+  RouteRequest req;
+  absl::Status s = MakeRouteRequest(*request, /*stream=*/false, context,
+                                    NextRequestId(), &req);
+  if (!s.ok()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  auto* reactor = new ExecuteReactor(context, response);
+  reactor->Begin(routers_.Get(), std::move(req));
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::StreamChunk>* GatewayService::Stream(
+    grpc::CallbackServerContext* context, const v1::ExecuteRequest* request) {
+  auto* reactor = new StreamReactor(context);
+  RouteRequest req;
+  absl::Status s = MakeRouteRequest(*request, /*stream=*/true, context,
+                                    NextRequestId(), &req);
+  if (!s.ok()) {
+    reactor->OnComplete(s, RoutedResponse());
+    return reactor;
+  }
+  reactor->Begin(routers_.Get(), std::move(req));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(
+    grpc::CallbackServerContext* context,
+    const v1::GetPoolStatusRequest* request,
+    v1::GetPoolStatusResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto pools = routers_.Get()->GetPoolStatus(request->pool());
+  if (!pools.ok()) {
+    reactor->Finish(ToGrpcStatus(pools.status()));
+    return reactor;
+  }
+  for (const PoolStatusView& p : *pools) ToProto(p, response->add_pools());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace echelon
