@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -42,11 +43,18 @@ bool Exists(const std::string& path) {
 // The files of one section: the registry's list, or every `*.yaml` in the
 // section's directory whose name does not start with `_` (such files are
 // bases for inherits_from).
-std::vector<std::string> SectionFiles(const ConfigNode& registry,
-                                      const std::string& registry_path,
-                                      const Section& section,
-                                      Problems* problems) {
-  std::vector<std::string> files;
+// A file to load and, when the registry lists it, where.
+struct ListedFile {
+  std::string path;
+  std::optional<SourceLocation> listed_at;
+  std::string key_path;
+};
+
+std::vector<ListedFile> SectionFiles(const ConfigNode& registry,
+                                     const std::string& registry_path,
+                                     const Section& section,
+                                     Problems* problems) {
+  std::vector<ListedFile> files;
   const ConfigNode* listed = registry.Find(section.key);
   if (listed == nullptr || listed->IsNull()) {
     const std::string dir = ResolveConfigPath(registry_path, section.directory);
@@ -57,9 +65,12 @@ std::vector<std::string> SectionFiles(const ConfigNode& registry,
       if (absl::StartsWith(name, "_") || !absl::EndsWith(name, ".yaml")) {
         continue;
       }
-      files.push_back(ResolveConfigPath(dir + "/", name));
+      files.push_back({ResolveConfigPath(dir + "/", name), std::nullopt, ""});
     }
-    std::sort(files.begin(), files.end());
+    std::sort(files.begin(), files.end(),
+              [](const ListedFile& a, const ListedFile& b) {
+                return a.path < b.path;
+              });
     return files;
   }
   if (!listed->IsSequence()) {
@@ -71,7 +82,8 @@ std::vector<std::string> SectionFiles(const ConfigNode& registry,
     const ConfigNode& item = listed->items[i];
     const std::string path = absl::StrCat(section.key, "[", i, "]");
     if (item.IsScalar()) {
-      files.push_back(ResolveConfigPath(registry_path, item.scalar));
+      files.push_back(
+          {ResolveConfigPath(registry_path, item.scalar), item.location, path});
       continue;
     }
     if (!item.IsMap()) {
@@ -95,24 +107,25 @@ std::vector<std::string> SectionFiles(const ConfigNode& registry,
                              entry.key == "file" ? "expected a file name"
                                                  : "expected true or false"});
       } else {
+        const std::string suggestion =
+            SuggestClosest(entry.key, {"file", "enabled"});
         problems->push_back(
             {entry.key_location, absl::StrCat(path, ".", entry.key),
              absl::StrCat(
                  "unknown key '", entry.key, "'",
-                 SuggestClosest(entry.key, {"file", "enabled"}).empty()
+                 suggestion.empty()
                      ? ""
-                     : absl::StrCat(
-                           "; did you mean '",
-                           SuggestClosest(entry.key, {"file", "enabled"}),
-                           "'?"))});
+                     : absl::StrCat("; did you mean '", suggestion, "'?"))});
       }
     }
     if (file == nullptr) {
       problems->push_back({item.location, path, "missing required key 'file'"});
       continue;
     }
-    if (enabled)
-      files.push_back(ResolveConfigPath(registry_path, file->scalar));
+    if (enabled) {
+      files.push_back({ResolveConfigPath(registry_path, file->scalar),
+                       file->location, path});
+    }
   }
   return files;
 }
@@ -183,9 +196,16 @@ std::optional<ConfigNode> LoadDirectory(const std::string& dir,
   }
   for (const Section& section : kSections) {
     ConfigNode list = EmptyList(registry->location);
-    for (const std::string& file :
+    for (const ListedFile& file :
          SectionFiles(*registry, registry_path, section, problems)) {
-      std::optional<ConfigNode> root = LoadYamlWithInheritance(file, problems);
+      if (file.listed_at.has_value() && !Exists(file.path)) {
+        problems->push_back(
+            {*file.listed_at, file.key_path,
+             absl::StrCat("listed file '", file.path, "' does not exist")});
+        continue;
+      }
+      std::optional<ConfigNode> root =
+          LoadYamlWithInheritance(file.path, problems);
       if (!root.has_value() || root->IsNull()) continue;
       if (!root->IsMap()) {
         problems->push_back(

@@ -199,6 +199,26 @@ TEST(ConfigLoaderTest, DirectoryWithoutRegistryIsAProblem) {
                                 "_registry.yaml)"));
 }
 
+TEST(ConfigLoaderTest, RegistryProblemsAreReportedAtTheRegistry) {
+  const std::string dir = TestData("bad_registry");
+  const std::string registry = dir + "/_registry.yaml";
+  EXPECT_THAT(
+      Strings(CheckConfig(dir, EnvFrom({}))),
+      ElementsAre(
+          registry + ":1:10: version: unsupported registry version; expected 1",
+          registry + ":2:1: provider: unknown key 'provider'; did you mean "
+                     "'providers'?",
+          registry + ":4:11: pools[0]: listed file '" + dir +
+              "/pools/p.yaml' does not exist",
+          registry + ":5:5: pools[0].enabeld: unknown key 'enabeld'; did "
+                     "you mean 'enabled'?",
+          registry + ":6:5: pools[1]: missing required key 'file'",
+          registry + ":7:5: pools[2]: expected a file name or {file: NAME, "
+                     "enabled: BOOL}",
+          registry + ":8:5: pools[3]: listed file '" + dir +
+              "/missing.yaml' does not exist"));
+}
+
 // Every variable the examples use resolves to a dummy value and every secret
 // file to a dummy key.
 LoadOptions DummyEnvironment() {

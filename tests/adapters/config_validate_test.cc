@@ -1,7 +1,11 @@
 #include "adapters/config_validate.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -299,6 +303,33 @@ TEST(ConfigValidateTest, EveryFieldIsSettableFromYaml) {
   EXPECT_EQ(pool.retry.max_retries, 0);
   EXPECT_THAT(pool.fallback_pools, ElementsAre("q"));
   EXPECT_EQ(pool.request_timeout, absl::Seconds(45));
+}
+
+void CollectKeys(const ConfigNode& node, std::set<std::string>* keys) {
+  for (const ConfigMapEntry& entry : node.entries) {
+    keys->insert(entry.key);
+    CollectKeys(entry.value, keys);
+  }
+  for (const ConfigNode& item : node.items) CollectKeys(item, keys);
+}
+
+TEST(ConfigValidateTest, ReferenceDocumentsEveryKey) {
+  std::ifstream in(std::string(std::getenv("TEST_SRCDIR")) + "/" +
+                   std::getenv("TEST_WORKSPACE") + "/configs/README.md");
+  ASSERT_TRUE(in.good());
+  std::stringstream readme;
+  readme << in.rdbuf();
+  std::vector<ConfigProblem> problems;
+  std::optional<ConfigNode> root =
+      ParseYamlString(kEverything, "t.yaml", &problems);
+  ASSERT_TRUE(root.has_value());
+  std::set<std::string> keys;
+  CollectKeys(*root, &keys);
+  for (const std::string& key : keys) {
+    if (key == "x-org") continue;  // a header name, not a key
+    EXPECT_THAT(readme.str(), HasSubstr(key + ":"))
+        << "configs/README.md does not document '" << key << "'";
+  }
 }
 
 TEST(ConfigValidateTest, UnknownKeySuggestsTheClosestKnownKey) {
