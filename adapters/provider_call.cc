@@ -25,6 +25,60 @@ struct CallState {
   std::string body;  // unary body, or an error body
   absl::Duration ttft = absl::ZeroDuration();
 
+  // Stream timers, run here rather than in the HTTP client because they
+  // are about tokens, not bytes: Anthropic sends message_start and pings
+  // long before the first token.
+  UpstreamTimeouts timeouts;
+  std::weak_ptr<CallState> self;
+  bool first_token_seen = false;
+  absl::Time last_event;
+  EventLoop::TimerId first_token_timer = EventLoop::kNoTimer;
+  EventLoop::TimerId stall_timer = EventLoop::kNoTimer;
+
+  EventLoop& loop() { return http->loop(); }
+
+  void StopTimers() {
+    loop().CancelTimer(first_token_timer);
+    loop().CancelTimer(stall_timer);
+    first_token_timer = stall_timer = EventLoop::kNoTimer;
+  }
+
+  void ArmFirstTokenTimer() {
+    if (timeouts.first_token == absl::InfiniteDuration()) return;
+    std::weak_ptr<CallState> weak = self;
+    first_token_timer = loop().RunAt(start + timeouts.first_token, [weak] {
+      auto state = weak.lock();
+      if (state == nullptr) return;
+      state->first_token_timer = EventLoop::kNoTimer;
+      state->Abort({ErrorClass::kTimeoutFirstToken, state->status,
+                    "no first token within the first-token timeout"});
+    });
+  }
+
+  void OnFirstToken() {
+    first_token_seen = true;
+    loop().CancelTimer(first_token_timer);
+    first_token_timer = EventLoop::kNoTimer;
+    ArmStallTimer(last_event + timeouts.stall);
+  }
+
+  void ArmStallTimer(absl::Time when) {
+    if (timeouts.stall == absl::InfiniteDuration()) return;
+    std::weak_ptr<CallState> weak = self;
+    stall_timer = loop().RunAt(when, [weak] {
+      auto state = weak.lock();
+      if (state == nullptr) return;
+      state->stall_timer = EventLoop::kNoTimer;
+      absl::Time due = state->last_event + state->timeouts.stall;
+      if (state->loop().Now() < due) {
+        state->ArmStallTimer(due);
+        return;
+      }
+      state->Abort({ErrorClass::kTimeoutStall, state->status,
+                    "stream stalled longer than the stall timeout"});
+    });
+  }
+
   SseParser sse;
   std::unique_ptr<StreamDecoder> decoder;
 
@@ -34,6 +88,7 @@ struct CallState {
   void Finish(UpstreamResult result) {
     if (finished) return;
     finished = true;
+    StopTimers();
     result.rate_limits = rate_limits;
     result.time_to_first_token = ttft;
     if (decoder != nullptr && result.ok()) {
@@ -80,6 +135,7 @@ struct CallState {
       body.append(bytes.data(), bytes.size());
       return;
     }
+    last_event = loop().Now();
     absl::Status parsed = sse.Feed(bytes, [this](const SseEvent& event) {
       if (finished) return;
       StreamDelta delta;
@@ -90,8 +146,12 @@ struct CallState {
         if (delta.IsVisible() && ttft == absl::ZeroDuration()) {
           ttft = http->loop().Now() - start;
         }
+        bool first = !first_token_seen &&
+                     (delta.IsVisible() ||
+                      delta.finish_reason != FinishReason::kUnspecified);
         observer->OnDelta(std::move(delta));
         if (finished) return;  // the observer cancelled
+        if (first) OnFirstToken();
       }
       switch (outcome) {
         case StreamDecoder::Outcome::kContinue:
@@ -169,6 +229,7 @@ class Handle : public UpstreamHandle {
   void Cancel() override {
     if (state_->finished) return;
     state_->finished = true;
+    state_->StopTimers();
     state_->http->Cancel(state_->request_id);
   }
 
@@ -188,13 +249,16 @@ std::unique_ptr<UpstreamHandle> StartProviderCall(const Dialect& dialect,
   state->observer = observer;
   state->stream = call.stream;
   state->start = http.loop().Now();
+  state->self = state;
+  state->timeouts = call.timeouts;
   if (call.stream) state->decoder = dialect.NewStreamDecoder();
 
   HttpRequest request = dialect.BuildRequest(call);
   request.connect_timeout = call.timeouts.connect;
   request.first_byte_timeout = call.timeouts.first_token;
-  request.stall_timeout =
-      call.stream ? call.timeouts.stall : absl::InfiniteDuration();
+  // Streams: the HTTP first-byte timer still catches a silent connection;
+  // first token and stall are watched per SSE event above.
+  request.stall_timeout = absl::InfiniteDuration();
   request.deadline = call.deadline;
 
   HttpCallbacks callbacks;
@@ -208,6 +272,7 @@ std::unique_ptr<UpstreamHandle> StartProviderCall(const Dialect& dialect,
     state->OnComplete(std::move(result));
   };
   state->request_id = http.Start(std::move(request), std::move(callbacks));
+  if (call.stream) state->ArmFirstTokenTimer();
   return std::make_unique<Handle>(std::move(state));
 }
 

@@ -378,6 +378,26 @@ TEST_P(ProviderConformanceTest, HangIsFirstTokenTimeout) {
   }
 }
 
+TEST_P(ProviderConformanceTest, SlowFirstTokenIsFirstTokenTimeout) {
+  // Anthropic's stream starts with message_start and ping right away; the
+  // timeout is about the first token, not the first byte.
+  CallSpec spec = Spec("tokens=3;ttft_ms=5000", /*stream=*/true);
+  spec.timeouts.first_token = absl::Milliseconds(300);
+  Recorder* r = Run(spec);
+  EXPECT_EQ(r->result.error.error_class, ErrorClass::kTimeoutFirstToken)
+      << r->result.error.message;
+  EXPECT_TRUE(r->deltas.empty());
+}
+
+TEST_P(ProviderConformanceTest, StallTimeoutStartsAfterTheFirstToken) {
+  CallSpec spec = Spec("tokens=3;ttft_ms=500", /*stream=*/true);
+  spec.timeouts.first_token = absl::Seconds(15);
+  spec.timeouts.stall = absl::Milliseconds(100);
+  Recorder* r = Run(spec);
+  ASSERT_TRUE(r->result.ok()) << r->result.error.message;
+  EXPECT_EQ(r->Content(), "tok1 tok2 tok3");
+}
+
 TEST_P(ProviderConformanceTest, SilenceMidStreamIsStallTimeout) {
   CallSpec spec = Spec("tokens=5;stall_after=2", /*stream=*/true);
   spec.timeouts.stall = absl::Milliseconds(300);
