@@ -643,10 +643,11 @@ const ConfigNode* DefaultsFor(const ConfigNode* defaults, const char* key) {
 }
 
 struct Decoder {
-  Problems* problems;
+  Problems* problems = nullptr;
   NameIndex names;
   const ConfigNode* defaults = nullptr;
-  std::map<std::string, ProviderConfig> providers;  // decoded, by name
+  std::map<std::string, ProviderConfig> providers;     // decoded, by name
+  std::map<std::string, std::string> model_providers;  // model -> provider
 
   void DecodeProvider(const ConfigNode& node, const std::string& path,
                       ProviderConfig* out) {
@@ -690,6 +691,7 @@ struct Decoder {
     } else if (r.Get("provider") == nullptr) {
       r.Missing("provider", "a provider's name");
     }
+    model_providers[out->name] = out->provider;
     if (!r.String("upstream_model", &out->upstream_model)) {
       out->upstream_model = out->name;
     }
@@ -790,6 +792,9 @@ struct Decoder {
       CheckOrder(r, "first_token_timeout", *out->first_token_timeout, "timeout",
                  out->timeout, true);
     }
+    if (timeout && out->timeout > absl::ZeroDuration()) {
+      CheckConnectFits(r, out->models, out->timeout);
+    }
     DecodeRetry(r.Map("retry"), r.Path("retry"), problems, &out->retry);
     DecodeBreaker(r.Map("breaker"), r.Path("breaker"), problems, &out->breaker);
     DecodeGeneration(r.Map("defaults"), r.Path("defaults"), problems,
@@ -799,6 +804,26 @@ struct Decoder {
     if (timeout && expected && out->timeout > absl::ZeroDuration()) {
       CheckOrder(r, "expected_latency", out->expected_latency, "timeout",
                  out->timeout, true);
+    }
+  }
+
+  // An echelon timeout shorter than a provider's connect timeout could never
+  // let the connect timeout apply; reported once per echelon.
+  void CheckConnectFits(MapReader& r, const std::vector<std::string>& models,
+                        absl::Duration timeout) {
+    for (const std::string& model : models) {
+      auto provider_name = model_providers.find(model);
+      if (provider_name == model_providers.end()) continue;
+      auto provider = providers.find(provider_name->second);
+      if (provider == providers.end()) continue;
+      const absl::Duration connect = provider->second.timeouts.connect;
+      if (connect <= timeout) continue;
+      r.Problem(r.ValueLocation("timeout"), "timeout",
+                absl::StrCat("timeout (", absl::FormatDuration(timeout),
+                             ") must not be shorter than the connect timeout (",
+                             absl::FormatDuration(connect), ") of provider '",
+                             provider->first, "' (model '", model, "')"));
+      return;
     }
   }
 
@@ -1036,7 +1061,9 @@ std::string SuggestClosest(const std::string& word,
 GatewayConfig DecodeGatewayConfig(const ConfigNode& root, Problems* problems) {
   GatewayConfig config;
   MapReader r(&root, "", problems);
-  Decoder d{problems, {}, r.Map("defaults"), {}};
+  Decoder d;
+  d.problems = problems;
+  d.defaults = r.Map("defaults");
   if (d.defaults != nullptr) {
     MapReader defaults(d.defaults, "defaults", problems);
     for (const char* key :

@@ -1,6 +1,7 @@
 #include "adapters/config_loader.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -247,6 +248,28 @@ TEST(ConfigLoaderTest, ProductionExampleLoadsWithDummyEnvironment) {
   EXPECT_EQ(result.config.providers[0].api_key, "dummy-OPENAI_API_KEY");
   // batch-pool is disabled in the registry.
   EXPECT_EQ(result.config.pools.size(), 3u);
+}
+
+TEST(ConfigLoaderTest, EveryExampleLoadsWithDummyEnvironment) {
+  LoadOptions options = DummyEnvironment();
+  options.env.lookup = [](const std::string& name) {
+    if (name.find("URL") != std::string::npos) {
+      return std::optional<std::string>("https://" + name + ".example/v1");
+    }
+    return std::optional<std::string>("dummy-" + name);
+  };
+  int examples = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(Runfile("configs/examples"))) {
+    const std::string path = entry.path().string();
+    if (!entry.is_directory() && entry.path().extension() != ".yaml") continue;
+    ++examples;
+    ConfigLoadResult result = LoadConfigWithProblems(path, options);
+    EXPECT_TRUE(result.problems.empty()) << path << ":\n"
+                                         << ProblemsText(result.problems);
+    EXPECT_FALSE(result.config.pools.empty()) << path;
+  }
+  EXPECT_GE(examples, 2);
 }
 
 TEST(ConfigLoaderTest, ProductionExampleNeedsTheApiKeys) {

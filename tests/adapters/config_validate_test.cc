@@ -634,6 +634,22 @@ TEST(ConfigValidateTest, InconsistentTimeoutsAreReported) {
           "(10s) must not exceed interval (5s)"));
 }
 
+TEST(ConfigValidateTest, EchelonTimeoutMustCoverTheProvidersConnectTimeout) {
+  Decoded d = Decode(With(kProviders, kModels,
+                          "task_groups:\n"
+                          "  - name: fast\n"
+                          "    echelons:\n"
+                          "      - name: primary\n"
+                          "        models: [m1]\n"
+                          "        timeout: 2s\n",
+                          kPools));
+  EXPECT_THAT(d.problems,
+              ElementsAre("t.yaml:15:18: task_groups.fast.echelons.primary."
+                          "timeout: timeout (2s) must not be shorter than the "
+                          "connect timeout (5s) of provider 'sim' (model "
+                          "'m1')"));
+}
+
 TEST(ConfigValidateTest, MissingRequiredKeysAreReportedAtTheirMap) {
   Decoded d = Decode(
       "providers:\n"
