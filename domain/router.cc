@@ -150,6 +150,8 @@ class RouteCall : public RequestHandle,
   int FirstModel(int echelon, int from_model) const;
   int64_t EstimateTokens(const EchelonConfig* e, const ModelConfig* m) const;
   bool ModelUsable(int echelon, int model) const;
+  // Whether the model can take this request at all (tools, prefill).
+  std::string Incapable(const ModelConfig& m) const;
 
   // Pools and bare models.
   void EnterPool(PoolEntry* p);
@@ -327,6 +329,33 @@ void RouteCall::Begin() {
   deadline_timer_ = core_->loop.RunAt(deadline_, [weak] {
     if (auto self = weak.lock()) self->OnDeadline();
   });
+  // A request no candidate model can take is the caller's problem.
+  std::string incapable;
+  auto check = [&](const std::string& model) {
+    std::string why = Incapable(core_->models.at(model)->config);
+    if (why.empty()) return true;
+    incapable = why;
+    return false;
+  };
+  bool any_capable = false;
+  if (model != nullptr) {
+    any_capable = check(model->config.name);
+  } else if (group != nullptr) {
+    for (const auto& e : group->echelons()) {
+      for (const std::string& m : e->config().models) {
+        any_capable = check(m) || any_capable;
+      }
+    }
+  } else {
+    for (const auto& [name, e] : pool->echelon_of_model) {
+      any_capable = check(name) || any_capable;
+    }
+  }
+  if (!any_capable) {
+    Finish(absl::InvalidArgumentError(
+        absl::StrCat("no model of target '", t, "' supports ", incapable)));
+    return;
+  }
   if (group != nullptr) {
     max_attempts_ = std::max(1, group->config().fallback.max_attempts);
     fallback_delay_ = group->config().fallback.retry_delay;
@@ -392,7 +421,18 @@ bool RouteCall::ModelUsable(int echelon, int model) const {
   if (tried_models_.count({group_->name(), name}) > 0) return false;
   auto it = core_->models.find(name);
   return it != core_->models.end() &&
-         it->second->config.context_window >= min_context_window_;
+         it->second->config.context_window >= min_context_window_ &&
+         Incapable(it->second->config).empty();
+}
+
+std::string RouteCall::Incapable(const ModelConfig& m) const {
+  const ChatRequest& r = *req_.request;
+  if (!r.tools.empty() && !m.supports_tools) return "tools";
+  if (!r.messages.empty() && r.messages.back().role == Role::kAssistant &&
+      !m.supports_prefill) {
+    return "assistant prefill";
+  }
+  return "";
 }
 
 int RouteCall::FirstModel(int echelon, int from_model) const {
@@ -752,13 +792,18 @@ void RouteCall::TryAttempt(bool waited) {
   int64_t tokens =
       EstimateTokens(ec, model != nullptr ? &model->config : nullptr);
   absl::Time earliest = absl::InfiniteFuture();
-  auto untried = [this](const Instance& i) {
-    return tried_instances_.count(i.name()) == 0;
+  // Pools mix models: only those able to take the request.
+  auto capable = [this](const Instance& i) {
+    return mode_ != Mode::kPool ||
+           Incapable(core_->models.at(i.model())->config).empty();
+  };
+  auto untried = [this, &capable](const Instance& i) {
+    return tried_instances_.count(i.name()) == 0 && capable(i);
   };
   Pool::Member* m = pool->Pick(now, tokens, untried, &earliest);
   if (m == nullptr && !tried_instances_.empty()) {
     absl::Time e2 = absl::InfiniteFuture();
-    m = pool->Pick(now, tokens, nullptr, &e2);
+    m = pool->Pick(now, tokens, capable, &e2);
     earliest = std::min(earliest, e2);
   }
   if (m == nullptr) {

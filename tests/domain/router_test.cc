@@ -966,5 +966,159 @@ TEST_F(RouterTest, ReloadCarriesStateOfUnchangedInstancesOnly) {
   loop_.RunUntilIdle();
 }
 
+// --- Remaining config keys ---------------------------------------------------
+
+TEST_F(RouterTest, EchelonsRunInPriorityOrderNotFileOrder) {
+  Primary().priority = 5;
+  Backup().priority = 1;
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  EXPECT_EQ(Run(MakeRoute("fast")).response.model, "m2");
+  EXPECT_EQ(EchelonStatus(0).name, "backup");
+}
+
+TEST_F(RouterTest, ModelWithoutInstancesGetsProviderDefaultInstance) {
+  config_.providers[0].headers["X-Org"] = "team";
+  config_.providers[0].timeouts.connect = absl::Seconds(2);
+  config_.providers[0].timeouts.stall = absl::Seconds(9);
+  config_.models[1].instances.clear();
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  RecordingSink& s = Run(MakeRoute("m2"));
+  EXPECT_EQ(s.response.instance, "m2/default");
+  const UpstreamCall& c = provider_->calls()[0]->call;
+  EXPECT_EQ(c.endpoint->base_url, "http://p1");
+  EXPECT_EQ(c.endpoint->headers.at("X-Org"), "team");
+  EXPECT_EQ(c.timeouts.connect, absl::Seconds(2));
+  EXPECT_EQ(c.timeouts.stall, absl::Seconds(9));
+}
+
+TEST_F(RouterTest, MaxTokensIsCappedToModelMaxOutputTokens) {
+  config_.models[0].max_output_tokens = 256;
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  RouteRequest r = MakeRoute("fast");
+  r.request->params.max_tokens = 1000;
+  Run(std::move(r));
+  EXPECT_EQ(*provider_->calls()[0]->call.request->params.max_tokens, 256);
+}
+
+TEST_F(RouterTest, EchelonDefaultsFillEveryUnsetGenerationParam) {
+  GenerationParams& d = Primary().defaults;
+  d.top_p = 0.5;
+  d.stop = {"END"};
+  d.seed = 4;
+  d.presence_penalty = 0.1;
+  d.frequency_penalty = 0.2;
+  d.response_format.type = ResponseFormat::Type::kJsonObject;
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  Run(MakeRoute("fast"));
+  const GenerationParams& p = provider_->calls()[0]->call.request->params;
+  EXPECT_EQ(*p.top_p, 0.5);
+  EXPECT_EQ(p.stop, std::vector<std::string>{"END"});
+  EXPECT_EQ(*p.seed, 4);
+  EXPECT_EQ(*p.presence_penalty, 0.1);
+  EXPECT_EQ(*p.frequency_penalty, 0.2);
+  EXPECT_EQ(p.response_format.type, ResponseFormat::Type::kJsonObject);
+  EXPECT_FALSE(p.temperature.has_value());
+}
+
+TEST_F(RouterTest, ToolRequestsSkipModelsWithoutToolSupport) {
+  config_.models[0].supports_tools = false;
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  RouteRequest r = MakeRoute("fast");
+  r.request->tools.push_back({"lookup", "", "{}"});
+  EXPECT_EQ(Run(std::move(r)).response.model, "m2");
+  RouteRequest direct = MakeRoute("m1");
+  direct.request->tools.push_back({"lookup", "", "{}"});
+  RecordingSink& s = Run(std::move(direct));
+  EXPECT_EQ(s.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status.message().find("tools"), std::string::npos);
+}
+
+TEST_F(RouterTest, PrefillNeedsSupportsPrefill) {
+  config_.models[1].supports_prefill = true;
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  RouteRequest r = MakeRoute("pool");
+  ChatMessage prefill;
+  prefill.role = Role::kAssistant;
+  prefill.content = "{";
+  r.request->messages.push_back(prefill);
+  for (int i = 0; i < 3; ++i) {
+    RouteRequest copy = r;
+    EXPECT_EQ(Run(std::move(copy)).response.model, "m2");
+  }
+}
+
+TEST_F(RouterTest, PoolHealthAndBreakerConfigApplyToPoolMembers) {
+  config_.pools[0].health.passive.consecutive_failures = 1;
+  config_.pools[0].health.passive.max_ejection_percent = 100;
+  config_.pools[0].instance_breaker.failure_threshold = 1;
+  config_.pools[0].max_instance_attempts = 1;
+  provider_->Script(Url("m1", "a"),
+                    FakeProvider::Fail(ErrorClass::kServerError));
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  Run(MakeRoute("pool"));
+  PoolStatusView v = (*router_->GetPoolStatus("pool"))[0];
+  EXPECT_EQ(v.instances[0].health, InstanceHealth::kUnhealthy);
+  EXPECT_EQ(v.instances[0].breaker, BreakerPhase::kOpen);
+  EXPECT_EQ(v.failures, 1);
+  // The task group's own view of the same instance is unaffected.
+  EXPECT_EQ(EchelonStatus(0).instances[0].health, InstanceHealth::kHealthy);
+}
+
+TEST_F(RouterTest, TaskGroupInstanceBreakerAppliesToGroupPools) {
+  Group().instance_breaker.failure_threshold = 1;
+  Primary().retry.max_retries = 0;
+  provider_->Script(Url("m1", "a"),
+                    FakeProvider::Fail(ErrorClass::kServerError));
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  Run(MakeRoute("fast"));
+  EXPECT_EQ(EchelonStatus(0).instances[0].breaker, BreakerPhase::kOpen);
+  // While open, the instance is skipped.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Run(MakeRoute("fast"), absl::Seconds(1)).response.instance,
+              "m1/b");
+  }
+}
+
+TEST_F(RouterTest, PoolRetryConfigSpacesInstanceFailovers) {
+  config_.pools[0].retry.initial_backoff = absl::Seconds(2);
+  config_.pools[0].retry.max_backoff = absl::Seconds(2);
+  provider_->SetFallbackDefault(FakeProvider::Fail(ErrorClass::kServerError));
+  Build();
+  Run(MakeRoute("pool"), absl::Seconds(30));
+  ASSERT_EQ(provider_->call_count(), 3u);
+  absl::Duration gap = provider_->calls()[1]->started -
+                       provider_->calls()[0]->started - absl::Milliseconds(100);
+  EXPECT_GT(gap, absl::ZeroDuration());
+  EXPECT_LE(gap, absl::Seconds(2));
+}
+
+TEST_F(RouterTest, PoolRequestTimeoutBoundsTheDeadline) {
+  config_.pools[0].request_timeout = absl::Seconds(2);
+  provider_->SetFallbackDefault(FakeProvider::Hang());
+  Build();
+  absl::Time t0 = loop_.Now();
+  RecordingSink& s = Run(MakeRoute("pool"));
+  EXPECT_EQ(s.status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(provider_->calls()[0]->call.deadline, t0 + absl::Seconds(2));
+}
+
+TEST_F(RouterTest, DescriptionsAppearInTargets) {
+  Group().description = "quick answers";
+  config_.pools[0].description = "everything";
+  Build();
+  for (const TargetView& t : router_->ListTargets()) {
+    if (t.name == "fast") EXPECT_EQ(t.description, "quick answers");
+    if (t.name == "pool") EXPECT_EQ(t.description, "everything");
+  }
+}
+
 }  // namespace
 }  // namespace echelon
