@@ -3,6 +3,7 @@
 // must not block or call back into the router.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -29,6 +30,7 @@ struct AttemptEvent {
 };
 
 struct RequestDoneEvent {
+  std::string request_id;
   std::string target;
   std::string model;     // served, or empty
   std::string instance;  // served, or empty
@@ -38,6 +40,9 @@ struct RequestDoneEvent {
   bool committed = false;
   absl::Duration duration = absl::ZeroDuration();
   absl::Duration upstream_time = absl::ZeroDuration();
+  int64_t tokens_in = 0;   // usage of the serving attempt
+  int64_t tokens_out = 0;
+  std::string message;  // the final status message on failure (no secrets)
 };
 
 struct FallbackEvent {

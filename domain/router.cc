@@ -1338,6 +1338,13 @@ void RouteCall::Finish(absl::Status status) {
     ev.committed = committed_;
     ev.duration = now - started_;
     ev.upstream_time = resp_.upstream_time;
+    ev.request_id = resp_.request_id;
+    if (status.ok()) {
+      ev.tokens_in = resp_.response.usage.prompt_tokens;
+      ev.tokens_out = resp_.response.usage.completion_tokens;
+    } else {
+      ev.message = std::string(status.message());
+    }
     obs->OnRequestDone(ev);
   }
   RoutingTrace t;
