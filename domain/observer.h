@@ -40,7 +40,7 @@ struct RequestDoneEvent {
   bool committed = false;
   absl::Duration duration = absl::ZeroDuration();
   absl::Duration upstream_time = absl::ZeroDuration();
-  int64_t tokens_in = 0;   // usage of the serving attempt
+  int64_t tokens_in = 0;  // usage of the serving attempt
   int64_t tokens_out = 0;
   std::string message;  // the final status message on failure (no secrets)
 };

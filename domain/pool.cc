@@ -116,23 +116,35 @@ InstanceHealth Pool::EffectiveHealth(const Member& m, absl::Time now) const {
   if (m.health == InstanceHealth::kUnhealthy && now >= m.ejected_until) {
     return InstanceHealth::kRecovering;
   }
+  if (m.health == InstanceHealth::kDegraded) {
+    int64_t total = m.window.total(now);
+    if (m.window.failures(now) == 0 ||
+        (total >= kMinDegradedSamples &&
+         m.window.SuccessRate(now) >=
+             options_.health.passive.degraded_success_rate)) {
+      return InstanceHealth::kHealthy;
+    }
+  }
   return m.health;
 }
 
 void Pool::Refresh(Member* m, absl::Time now) {
   InstanceHealth h = EffectiveHealth(*m, now);
   if (h != m->health) {
+    if (m->health == InstanceHealth::kUnhealthy) {
+      m->last_ejection_end = m->ejected_until;
+    }
     m->health = h;
-    m->last_ejection_end = m->ejected_until;
   }
   m->breaker.phase(now);
 }
 
 Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
                          const std::function<bool(const Instance&)>& accept,
-                         absl::Time* earliest) {
+                         absl::Time* earliest, absl::Time* earliest_cooldown) {
   Member* chosen = nullptr;
   absl::Time soonest = absl::InfiniteFuture();
+  absl::Time soonest_cooldown = absl::InfiniteFuture();
   {
     absl::MutexLock l(&mu_);
     std::vector<Member*> preferred, degraded;
@@ -154,6 +166,9 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
         absl::Time t = std::max(m->instance->cooldown_until(),
                                 m->instance->disabled_until());
         if (t > now) soonest = std::min(soonest, t);
+        if (why == "rate_limit_cooldown") {
+          soonest_cooldown = std::min(soonest_cooldown, t);
+        }
         continue;
       }
       (m->health == InstanceHealth::kDegraded ? degraded : preferred)
@@ -176,6 +191,7 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
         break;
       }
       soonest = std::min(soonest, now + wait);
+      soonest_cooldown = std::min(soonest_cooldown, now + wait);
       set.erase(set.begin() + static_cast<std::ptrdiff_t>(i));
     }
     if (chosen != nullptr) {
@@ -186,6 +202,9 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
   }
   FlushTransitions();
   if (chosen == nullptr && earliest != nullptr) *earliest = soonest;
+  if (chosen == nullptr && earliest_cooldown != nullptr) {
+    *earliest_cooldown = soonest_cooldown;
+  }
   return chosen;
 }
 

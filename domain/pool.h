@@ -10,7 +10,9 @@
 //                             passive ejection was refused by
 //                             max_ejection_percent.
 //   DEGRADED   -> HEALTHY     the windowed success rate is back at or above
-//                             the threshold (on a success).
+//                             the threshold, or the window holds no failure
+//                             any more (evaluated lazily, so an instance
+//                             that gets no traffic still recovers).
 //   HEALTHY/DEGRADED
 //              -> UNHEALTHY   passive: `consecutive_failures` health failures
 //                             in a row (unless that would eject more than
@@ -87,11 +89,14 @@ class Pool {
   // Picks an eligible member that `accept` (may be null) allows, takes its
   // breaker slot and reserves one request and `tokens` on the instance's
   // own limits. Returns null when none is eligible; then `*earliest` (may be
-  // null) is the soonest time one may become eligible (InfiniteFuture if
-  // unknown). Every non-null pick must be followed by exactly one Report().
+  // null) is the soonest time one may become eligible for any reason
+  // (ejection, breaker, cooldown, limits; InfiniteFuture if unknown) and
+  // `*earliest_cooldown` (may be null) the soonest end of a rate-limit
+  // cooldown or instance limit, the only waits worth spending in-request.
+  // Every non-null pick must be followed by exactly one Report().
   Member* Pick(absl::Time now, int64_t tokens,
                const std::function<bool(const Instance&)>& accept,
-               absl::Time* earliest);
+               absl::Time* earliest, absl::Time* earliest_cooldown = nullptr);
 
   struct Outcome {
     UpstreamError error;  // error_class kNone for success

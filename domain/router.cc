@@ -792,6 +792,7 @@ void RouteCall::TryAttempt(bool waited) {
   int64_t tokens =
       EstimateTokens(ec, model != nullptr ? &model->config : nullptr);
   absl::Time earliest = absl::InfiniteFuture();
+  absl::Time cooldown = absl::InfiniteFuture();
   // Pools mix models: only those able to take the request.
   auto capable = [this](const Instance& i) {
     return mode_ != Mode::kPool ||
@@ -800,19 +801,21 @@ void RouteCall::TryAttempt(bool waited) {
   auto untried = [this, &capable](const Instance& i) {
     return tried_instances_.count(i.name()) == 0 && capable(i);
   };
-  Pool::Member* m = pool->Pick(now, tokens, untried, &earliest);
+  Pool::Member* m = pool->Pick(now, tokens, untried, &earliest, &cooldown);
   if (m == nullptr && !tried_instances_.empty()) {
-    absl::Time e2 = absl::InfiniteFuture();
-    m = pool->Pick(now, tokens, capable, &e2);
+    absl::Time e2 = absl::InfiniteFuture(), c2 = absl::InfiniteFuture();
+    m = pool->Pick(now, tokens, capable, &e2, &c2);
     earliest = std::min(earliest, e2);
+    cooldown = std::min(cooldown, c2);
   }
   if (m == nullptr) {
-    // Wait for the soonest instance (cooldown, Retry-After) if that fits
-    // the retry policy and the deadline; otherwise go elsewhere.
+    // Wait for the end of a rate-limit cooldown (an honoured Retry-After)
+    // if that fits the retry policy and the deadline; never for ejected or
+    // broken instances: go elsewhere instead.
     RetryConfig rc = StageRetry();
-    if (!waited && earliest != absl::InfiniteFuture() && earliest > now &&
-        earliest - now <= rc.max_retry_after && earliest < deadline_) {
-      Schedule(earliest - now, [this] { TryAttempt(true); });
+    if (!waited && cooldown != absl::InfiniteFuture() && cooldown > now &&
+        cooldown - now <= rc.max_retry_after && cooldown < deadline_) {
+      Schedule(cooldown - now, [this] { TryAttempt(true); });
       return;
     }
     no_instance_until_ = earliest;

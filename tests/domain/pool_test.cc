@@ -185,6 +185,19 @@ TEST_F(PoolTest, LowSuccessRateDegradesAndRecoveryRestores) {
   EXPECT_EQ(Health("m/a"), InstanceHealth::kHealthy);  // 12/15 = 80%
 }
 
+TEST_F(PoolTest, DegradedInstanceRecoversWhenFailuresLeaveTheWindow) {
+  health_.passive.max_ejection_percent = 0;  // refuse every ejection
+  breaker_.window = absl::Seconds(60);
+  Build(2);
+  for (int k = 0; k < 3; ++k) Report("m/a", ErrorClass::kServerError);
+  EXPECT_EQ(Health("m/a"), InstanceHealth::kDegraded);
+  loop_.AdvanceBy(absl::Seconds(50));
+  EXPECT_EQ(Health("m/a"), InstanceHealth::kDegraded);
+  // The window slides in 6 s buckets; a minute later it is empty.
+  loop_.AdvanceBy(absl::Seconds(16));
+  EXPECT_EQ(Health("m/a"), InstanceHealth::kHealthy);  // without traffic
+}
+
 TEST_F(PoolTest, RateLimitCoolsDownForRetryAfterWithoutHealthImpact) {
   health_.rate_limit_cooldown = absl::Seconds(5);
   Build(2);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -77,6 +78,12 @@ class FakeProvider : public Provider {
     defaults_[base_url] = std::move(o);
   }
   void ClearDefault(const std::string& base_url) { defaults_.erase(base_url); }
+  // Consulted first for every call (e.g. faults that depend on the time);
+  // nullopt falls through to scripts and defaults.
+  void SetResponder(
+      std::function<std::optional<Outcome>(const CallRecord&)> responder) {
+    responder_ = std::move(responder);
+  }
   // Used for every URL without its own script or default.
   void SetFallbackDefault(Outcome o) { any_default_ = std::move(o); }
 
@@ -91,8 +98,12 @@ class FakeProvider : public Provider {
     const std::string& url = rec->base_url();
     Outcome o;
     bool scripted = true;
-    if (auto it = scripts_.find(url);
-        it != scripts_.end() && !it->second.empty()) {
+    std::optional<Outcome> chosen;
+    if (responder_) chosen = responder_(*rec);
+    if (chosen.has_value()) {
+      o = *std::move(chosen);
+    } else if (auto it = scripts_.find(url);
+               it != scripts_.end() && !it->second.empty()) {
       o = std::move(it->second.front());
       it->second.pop_front();
     } else if (auto d = defaults_.find(url); d != defaults_.end()) {
@@ -206,6 +217,7 @@ class FakeProvider : public Provider {
   std::map<std::string, std::deque<Outcome>> scripts_;
   std::map<std::string, Outcome> defaults_;
   std::optional<Outcome> any_default_;
+  std::function<std::optional<Outcome>(const CallRecord&)> responder_;
   std::vector<std::shared_ptr<CallRecord>> calls_;
 };
 
