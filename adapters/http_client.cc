@@ -389,6 +389,7 @@ void HttpClient::ProcessCompletions() {
     }
     HttpResult result;
     result.error_class = ClassifyCurlCode(code, easy);
+    result.curl_code = static_cast<int>(code);
     result.http_status = t.status;
     if (code != CURLE_OK) {
       result.message = curl_easy_strerror(code);

@@ -55,6 +55,9 @@ struct HttpResult {
   int http_status = 0;     // 0 when no response head arrived
   std::string message;     // never contains request headers
   int64_t body_bytes = 0;  // body bytes delivered to on_data
+  // libcurl's CURLcode for the transfer (0 = CURLE_OK); 0 as well when a
+  // loop timer ended it.
+  int curl_code = 0;
 };
 
 struct HttpCallbacks {

@@ -172,6 +172,7 @@ TEST_F(HttpClientTest, RefusedConnectionIsConnectError) {
   EXPECT_EQ(out.result.error_class, ErrorClass::kConnectError);
   EXPECT_EQ(out.result.http_status, 0);
   EXPECT_EQ(out.completions, 1);
+  EXPECT_EQ(out.result.curl_code, 7);  // CURLE_COULDNT_CONNECT
 }
 
 TEST_F(HttpClientTest, SilentServerIsFirstByteTimeout) {
