@@ -270,6 +270,13 @@ TEST_P(ProviderConformanceTest, StreamDeltasArriveInOrderAndMatchUnary) {
   EXPECT_EQ(r->late_callbacks, 0);
 }
 
+TEST_P(ProviderConformanceTest, UnaryUsageReportsCachedPromptTokens) {
+  Recorder* r = Run(Spec("tokens=2;cached_tokens=3"));
+  ASSERT_TRUE(r->result.ok()) << r->result.error.message;
+  EXPECT_EQ(r->result.response.usage.cached_tokens, 3);
+  EXPECT_GE(r->result.response.usage.prompt_tokens, 3);
+}
+
 TEST_P(ProviderConformanceTest, StreamReportsUsageInADelta) {
   Recorder* r = Run(Spec("tokens=3", /*stream=*/true));
   ASSERT_TRUE(r->result.ok()) << r->result.error.message;
