@@ -175,6 +175,35 @@ TEST_F(HttpClientTest, RefusedConnectionIsConnectError) {
   EXPECT_EQ(out.result.curl_code, 7);  // CURLE_COULDNT_CONNECT
 }
 
+TEST_F(HttpClientTest, UnansweredConnectIsConnectTimeout) {
+  // A listener that never accepts, with its accept queue already full:
+  // the kernel drops further SYNs, so connect() hangs.
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+            0);
+  socklen_t len = sizeof(addr);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  ASSERT_EQ(listen(listener, 0), 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    fillers.push_back(fd);
+  }
+  HttpRequest req;
+  req.url = absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/");
+  req.connect_timeout = absl::Milliseconds(200);
+  req.first_byte_timeout = absl::Seconds(15);
+  Outcome out = Fetch(req);
+  EXPECT_EQ(out.result.error_class, ErrorClass::kTimeoutConnect)
+      << out.result.message;
+  for (int fd : fillers) close(fd);
+  close(listener);
+}
+
 TEST_F(HttpClientTest, SilentServerIsFirstByteTimeout) {
   TestHttpServer server([](const std::string&, TestHttpServer::Conn& c) {
     c.Hang();
