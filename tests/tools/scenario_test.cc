@@ -84,6 +84,10 @@ TEST(ResolveTest, AppliesDefaults) {
   EXPECT_EQ(b.retry_after, -1);
 }
 
+TEST(ResolveTest, CapsTokens) {
+  EXPECT_EQ(Resolve(*ParseScenario("tokens=999999999999")).tokens, kMaxTokens);
+}
+
 TEST(ResolveTest, Http500OnceFailsTheFirstRequestWith500) {
   Behaviour b = Resolve(*ParseScenario("fault=http_500_once"));
   EXPECT_EQ(b.fail_first, 1);

@@ -501,6 +501,17 @@ TEST_F(UpstreamSimTest, LargeBodyWithExpectContinueIsServed) {
   EXPECT_EQ(Json(r.body)["usage"]["prompt_tokens"].GetInt(), 5000);
 }
 
+TEST_F(UpstreamSimTest, LongStreamSurvivesBackpressure) {
+  Response r = Chat(ChatBody("long@tokens=20000", true));
+  ASSERT_EQ(r.code, CURLE_OK);
+  std::vector<SseEvent> events = ParseSse(r.body);
+  ASSERT_EQ(events.size(), 20002u);  // tokens, finish chunk, [DONE]
+  EXPECT_STREQ(
+      Json(events[19999].data)["choices"][0]["delta"]["content"].GetString(),
+      " tok20000");
+  EXPECT_EQ(events.back().data, "[DONE]");
+}
+
 TEST_F(UpstreamSimTest, ExitsCleanlyOnSigterm) { EXPECT_EQ(sim_->Stop(), 0); }
 
 }  // namespace

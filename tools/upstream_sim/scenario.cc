@@ -1,5 +1,6 @@
 #include "tools/upstream_sim/scenario.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "absl/status/status.h"
@@ -219,7 +220,7 @@ absl::StatusOr<std::string> UrlDecode(std::string_view text) {
 
 Behaviour Resolve(const Scenario& s) {
   Behaviour b;
-  b.tokens = s.tokens.value_or(8);
+  b.tokens = std::min<int64_t>(s.tokens.value_or(8), kMaxTokens);
   b.latency_ms = s.latency_ms.value_or(0);
   b.ttft_ms = s.ttft_ms.value_or(0);
   b.itl_ms = s.itl_ms.value_or(0);

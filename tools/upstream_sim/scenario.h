@@ -56,6 +56,9 @@ absl::StatusOr<std::string> UrlDecode(std::string_view text);
 // What a request should see, after merging and applying defaults and fault
 // aliases (http_500_once -> fail_first=1,status=500; slow_first_token ->
 // ttft_ms=5000 unless given; fault=cut_after without a count -> 1; ...).
+// Completions are capped at this many tokens (unary bodies are built whole).
+inline constexpr int64_t kMaxTokens = 1000000;
+
 struct Behaviour {
   enum class Fault {
     kNone,

@@ -43,6 +43,8 @@ constexpr std::string_view kToolArgumentPieces[] = {R"({"city")", R"(:"Par)",
                                                     R"(is"})"};
 constexpr int64_t kToolPieces = 3;
 constexpr int64_t kContextWindow = 8192;
+// A stream pauses when this much output is waiting for the client.
+constexpr size_t kMaxBufferedOutput = 256 * 1024;
 
 enum class Dialect { kOpenAi, kAnthropic };
 
@@ -171,6 +173,7 @@ enum class Phase {
   kStreaming,  // timer pending before the next chunk
   kSilent,     // hang / stall: nothing more will be sent
   kFinishing,  // last bytes queued; completes when the buffer drains
+  kBlocked,    // stream paused until the client drains the output buffer
 };
 
 struct Conn {
@@ -370,6 +373,11 @@ class SimServer::Impl {
     if (events & EPOLLOUT) {
       Flush(c);
       if (c->dead) return;
+      if (c->phase == Phase::kBlocked && !c->want_write) {
+        c->phase = Phase::kStreaming;
+        StreamAdvance(c);
+        if (c->dead) return;
+      }
     }
     Pump(c);
   }
@@ -708,7 +716,8 @@ class SimServer::Impl {
     {
       Scenario probe = merged;
       probe.MergeFrom(late);
-      ex.key_name = probe.key.has_value() ? *probe.key : ex.model;
+      ex.key_name = probe.key.value_or(ex.model);
+      if (ex.key_name.empty()) ex.key_name = ex.model;  // never empty
     }
     auto override_it = overrides_.find(ex.key_name);
     if (override_it != overrides_.end()) {
@@ -1247,6 +1256,16 @@ class SimServer::Impl {
       }
       ++ex.pos;
       AppendPiece(c, ex.pos);
+      if (c->out.size() - c->out_off > kMaxBufferedOutput) {
+        // Backpressure: a long stream to a slow reader must neither grow
+        // the buffer without bound nor hold the loop.
+        Flush(c);
+        if (c->dead) return;
+        if (c->want_write) {
+          c->phase = Phase::kBlocked;
+          return;
+        }
+      }
       if (ex.pos < ex.pieces && b.itl_ms > 0) {
         Flush(c);
         if (c->dead) return;
