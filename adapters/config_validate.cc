@@ -4,6 +4,8 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
+#include <limits>
 #include <map>
 #include <set>
 #include <utility>
@@ -659,18 +661,25 @@ struct Decoder {
                {"anthropic", ProviderKind::kAnthropic}});
     if (r.Get("kind") == nullptr) r.Missing("kind", "openai or anthropic");
     if (r.String("base_url", &out->base_url)) {
-      CheckUrl(r, "base_url", out->base_url);
+      CheckUrl(r, "base_url", &out->base_url);
     }
     r.String("api_key", &out->api_key);
     r.StringMap("headers", &out->headers);
+    // `Name: ${VAR:-}` makes a header optional: an empty one is not sent.
+    for (auto it = out->headers.begin(); it != out->headers.end();) {
+      it = it->second.empty() ? out->headers.erase(it) : std::next(it);
+    }
     DecodeTimeouts(r.Map("timeouts"), r.Path("timeouts"), problems,
                    &out->timeouts);
     providers[out->name] = *out;
   }
 
-  void CheckUrl(MapReader& r, const std::string& key, const std::string& url) {
-    if (!absl::StartsWith(url, "http://") &&
-        !absl::StartsWith(url, "https://")) {
+  // Checks the scheme and drops trailing slashes (adapters append paths
+  // like "/chat/completions").
+  void CheckUrl(MapReader& r, const std::string& key, std::string* url) {
+    while (absl::EndsWith(*url, "/")) url->pop_back();
+    if (!absl::StartsWith(*url, "http://") &&
+        !absl::StartsWith(*url, "https://")) {
       const ConfigNode* value = r.Get(key);
       r.Problem(*value, key,
                 absl::StrCat("expected an http:// or https:// URL, got ",
@@ -742,7 +751,7 @@ struct Decoder {
     MapReader r(&node, path, problems);
     r.Name("id", &out->id, "unique within the model");
     if (r.String("base_url", &out->base_url)) {
-      CheckUrl(r, "base_url", out->base_url);
+      CheckUrl(r, "base_url", &out->base_url);
     } else if (provider_known && provider_url.empty() &&
                r.Get("base_url") == nullptr) {
       r.Missing("base_url", "the provider has none");

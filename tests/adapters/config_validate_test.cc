@@ -699,6 +699,20 @@ TEST(ConfigValidateTest, NamesAndUrlsAreChecked) {
                   "unknown model 'm2'; did you mean 'm.2'?"));
 }
 
+TEST(ConfigValidateTest, EmptyHeadersAreDroppedAndUrlsLoseTrailingSlashes) {
+  Decoded d =
+      Decode(With("providers:\n"
+                  "  - name: sim\n"
+                  "    kind: openai\n"
+                  "    base_url: http://127.0.0.1:8700/v1/\n"
+                  "    headers: {X-Org: '', X-Team: blue}\n",
+                  kModels, kGroups, kPools));
+  ASSERT_THAT(d.problems, IsEmpty());
+  EXPECT_EQ(d.config.providers[0].base_url, "http://127.0.0.1:8700/v1");
+  EXPECT_EQ(d.config.providers[0].headers.size(), 1u);
+  EXPECT_EQ(d.config.providers[0].headers.at("X-Team"), "blue");
+}
+
 TEST(ConfigValidateTest, ModelOutputMustFitTheContextWindow) {
   Decoded d = Decode(With(kProviders,
                           "models:\n"
