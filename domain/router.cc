@@ -1089,7 +1089,9 @@ void RouteCall::OnAttemptFailed(const UpstreamError& err,
       return;
     }
     if (mode_ == Mode::kGroup) {
-      // The echelon's budget is spent: go below it.
+      // The echelon's budget is spent: it failed to serve in time (counts
+      // for its breaker), go below it.
+      echelon_health_failed_ = true;
       Fallback(/*leave_echelon=*/true);
       return;
     }

@@ -1,8 +1,10 @@
 #include "domain/router.h"
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -1115,9 +1117,33 @@ TEST_F(RouterTest, DescriptionsAppearInTargets) {
   config_.pools[0].description = "everything";
   Build();
   for (const TargetView& t : router_->ListTargets()) {
-    if (t.name == "fast") EXPECT_EQ(t.description, "quick answers");
-    if (t.name == "pool") EXPECT_EQ(t.description, "everything");
+    if (t.name == "fast") {
+      EXPECT_EQ(t.description, "quick answers");
+    }
+    if (t.name == "pool") {
+      EXPECT_EQ(t.description, "everything");
+    }
   }
+}
+
+TEST_F(RouterTest, StatusGettersAreSafeFromOtherThreads) {
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      auto p = router_->GetPoolStatus("");
+      auto g = router_->GetTaskGroupStatus("");
+      auto t = router_->RecentTraces();
+      ASSERT_TRUE(p.ok());
+      ASSERT_TRUE(g.ok());
+    }
+  });
+  for (int i = 0; i < 200; ++i)
+    Run(MakeRoute(i % 2 ? "pool" : "fast"), absl::Milliseconds(200));
+  stop = true;
+  reader.join();
+  EXPECT_EQ((*router_->GetPoolStatus("pool"))[0].requests, 100);
 }
 
 }  // namespace
