@@ -599,7 +599,7 @@ std::vector<T> DecodeSection(const ConfigNode* list, const std::string& path,
     std::string item_path = absl::StrCat(path, "[", i, "]");
     if (!item.IsMap()) {
       problems->push_back({item.location, item_path,
-                           absl::StrCat("expected a map describing a ", what,
+                           absl::StrCat("expected a map describing one ", what,
                                         ", got ", Shown(item))});
       continue;
     }
@@ -857,14 +857,20 @@ struct Decoder {
       r.Problem(*echelons, "echelons", "must list at least one echelon");
     }
     if (request && echelons != nullptr) {
-      for (size_t i = 0; i < out->echelons.size() && i < echelons->items.size();
-           ++i) {
-        const EchelonConfig& e = out->echelons[i];
+      for (const EchelonConfig& e : out->echelons) {
         if (e.timeout <= out->request_timeout) continue;
-        const ConfigNode* t = echelons->items[i].Find("timeout");
+        // Where the echelon's timeout was written (the echelon when it came
+        // from `defaults`).
+        SourceLocation at = echelons->location;
+        for (const ConfigNode& item : echelons->items) {
+          const ConfigNode* name = item.IsMap() ? item.Find("name") : nullptr;
+          if (name == nullptr || name->scalar != e.name) continue;
+          const ConfigNode* t = item.Find("timeout");
+          at = t != nullptr ? t->location : item.location;
+          break;
+        }
         problems->push_back(
-            {t != nullptr ? t->location : echelons->items[i].location,
-             JoinPath(JoinPath(r.Path("echelons"), e.name), "timeout"),
+            {at, JoinPath(JoinPath(r.Path("echelons"), e.name), "timeout"),
              absl::StrCat("timeout (", absl::FormatDuration(e.timeout),
                           ") must not exceed the task group's "
                           "request_timeout (",

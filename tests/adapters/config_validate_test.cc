@@ -824,6 +824,15 @@ TEST(ConfigValidateTest, UnknownKeyInDefaultsIsReportedWhereItWasWritten) {
                           "did you mean 'pool'?"));
 }
 
+TEST(ConfigValidateTest, SectionItemsMustBeMaps) {
+  Decoded d = Decode(With(kProviders, kModels, kGroups,
+                          "pools:\n"
+                          "  - fast-pool\n"));
+  EXPECT_THAT(d.problems,
+              ElementsAre("t.yaml:18:5: pools[0]: expected a map describing "
+                          "one pool, got 'fast-pool'"));
+}
+
 TEST(ConfigValidateTest, ConfigWithoutPoolsIsAProblem) {
   Decoded d = Decode(With(kProviders, kModels, kGroups, ""));
   EXPECT_THAT(d.problems, ElementsAre("t.yaml:1:1: pools: the configuration "
