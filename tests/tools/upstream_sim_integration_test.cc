@@ -417,17 +417,22 @@ TEST_F(UpstreamSimTest, StatsCountAuthHeadersAndConcurrency) {
   std::vector<std::thread> threads;
   for (int i = 0; i < 3; ++i) {
     threads.emplace_back([this] {
-      Chat(ChatBody("conc@latency_ms=300", false),
+      Chat(ChatBody("conc@latency_ms=2000", false),
            {"Authorization: Bearer sk-secret"});
     });
   }
+  // All three are in flight at once (each waits 2 s before answering).
+  rapidjson::Document during = WaitForStats([](const rapidjson::Document& d) {
+    return KeyStat(d, "conc@latency_ms=2000", "active") == 3;
+  });
+  EXPECT_EQ(KeyStat(during, "conc@latency_ms=2000", "active"), 3);
   for (std::thread& t : threads) t.join();
   rapidjson::Document s = Stats();
-  EXPECT_EQ(KeyStat(s, "conc@latency_ms=300", "attempts"), 3);
-  EXPECT_EQ(KeyStat(s, "conc@latency_ms=300", "completed"), 3);
-  EXPECT_EQ(KeyStat(s, "conc@latency_ms=300", "active"), 0);
-  EXPECT_EQ(KeyStat(s, "conc@latency_ms=300", "max_active"), 3);
-  EXPECT_EQ(KeyStat(s, "conc@latency_ms=300", "auth_header_seen"), 3);
+  EXPECT_EQ(KeyStat(s, "conc@latency_ms=2000", "attempts"), 3);
+  EXPECT_EQ(KeyStat(s, "conc@latency_ms=2000", "completed"), 3);
+  EXPECT_EQ(KeyStat(s, "conc@latency_ms=2000", "active"), 0);
+  EXPECT_EQ(KeyStat(s, "conc@latency_ms=2000", "max_active"), 3);
+  EXPECT_EQ(KeyStat(s, "conc@latency_ms=2000", "auth_header_seen"), 3);
   EXPECT_EQ(s["total_attempts"].GetInt64(), 3);
   EXPECT_EQ(Request(base_ + "/_stats", nullptr).body.find("sk-secret"),
             std::string::npos);  // the key itself is never echoed
