@@ -168,6 +168,17 @@ TEST_F(ConfigEnvTest, InjectedYamlStaysALiteralString) {
   EXPECT_EQ(list->items[0].scalar, "x\nadmin: {bind: 0.0.0.0}");
 }
 
+TEST_F(ConfigEnvTest, UnresolvedValueKeepsItsTextAndIsMarked) {
+  std::optional<ConfigNode> root =
+      ParseYamlString("url: ${UNSET}/v1\n", "cfg/p.yaml", &problems_);
+  ASSERT_TRUE(root.has_value());
+  ExpandEnvironmentInTree(&*root, options_, &problems_);
+  ASSERT_EQ(problems_.size(), 1u);
+  const ConfigNode* url = root->Find("url");
+  EXPECT_TRUE(url->unresolved);
+  EXPECT_EQ(url->scalar, "${UNSET}/v1");
+}
+
 TEST_F(ConfigEnvTest, KeysAreNeverExpanded) {
   vars_["K"] = "strategy";
   std::optional<ConfigNode> root =
