@@ -273,6 +273,26 @@ void ToSummaryProto(const RoutedResponse& in, v1::StreamSummary* out) {
   out->set_request_id(in.request_id);
 }
 
+void ToProto(const InstanceStatusView& i, v1::InstanceStatus* s) {
+  s->set_id(i.id);
+  s->set_model(i.model);
+  s->set_provider(i.provider);
+  s->set_state(HealthToProto(i.health));
+  s->set_breaker(BreakerToProto(i.breaker));
+  s->set_cooldown_until_us(i.cooldown_until == absl::InfinitePast()
+                               ? 0
+                               : absl::ToUnixMicros(i.cooldown_until));
+  s->set_in_flight(i.in_flight);
+  s->set_ewma_latency_us(Micros(i.ewma_latency));
+  s->set_ewma_ttft_us(Micros(i.ewma_ttft));
+  s->set_success_rate(i.success_rate);
+  s->set_requests(i.requests);
+  s->set_successes(i.successes);
+  s->set_failures(i.failures);
+  s->set_weight(i.weight);
+  s->set_last_error(i.last_error);
+}
+
 void ToProto(const PoolStatusView& in, v1::PoolStatus* out) {
   out->set_name(in.name);
   out->set_strategy(in.strategy);
@@ -281,24 +301,68 @@ void ToProto(const PoolStatusView& in, v1::PoolStatus* out) {
   out->set_failures(in.failures);
   out->set_in_flight(in.in_flight);
   for (const InstanceStatusView& i : in.instances) {
-    v1::InstanceStatus* s = out->add_instances();
-    s->set_id(i.id);
-    s->set_model(i.model);
-    s->set_provider(i.provider);
-    s->set_state(HealthToProto(i.health));
-    s->set_breaker(BreakerToProto(i.breaker));
-    s->set_cooldown_until_us(i.cooldown_until == absl::InfinitePast()
-                                 ? 0
-                                 : absl::ToUnixMicros(i.cooldown_until));
-    s->set_in_flight(i.in_flight);
-    s->set_ewma_latency_us(Micros(i.ewma_latency));
-    s->set_ewma_ttft_us(Micros(i.ewma_ttft));
-    s->set_success_rate(i.success_rate);
-    s->set_requests(i.requests);
-    s->set_successes(i.successes);
-    s->set_failures(i.failures);
-    s->set_weight(i.weight);
-    s->set_last_error(i.last_error);
+    ToProto(i, out->add_instances());
+  }
+}
+
+void ToProto(const TaskGroupStatusView& in, v1::TaskGroupStatus* out) {
+  out->set_name(in.name);
+  out->set_description(in.description);
+  out->set_requests(in.requests);
+  out->set_successes(in.successes);
+  out->set_failures(in.failures);
+  out->set_fallbacks(in.fallbacks);
+  for (const EchelonStatusView& e : in.echelons) {
+    v1::EchelonStatus* s = out->add_echelons();
+    s->set_name(e.name);
+    s->set_priority(e.priority);
+    for (const std::string& m : e.models) s->add_models(m);
+    s->set_breaker(BreakerToProto(e.breaker));
+    s->set_breaker_half_open_at_us(
+        e.breaker_half_open_at == absl::InfinitePast()
+            ? 0
+            : absl::ToUnixMicros(e.breaker_half_open_at));
+    s->set_max_concurrency(e.max_concurrency);
+    s->set_in_flight(e.in_flight);
+    s->set_queued(e.queued);
+    s->set_requests_per_minute(e.requests_per_minute);
+    s->set_requests_used(e.requests_used);
+    s->set_tokens_per_minute(e.tokens_per_minute);
+    s->set_tokens_used(e.tokens_used);
+    s->set_active_retries(e.active_retries);
+    s->set_retry_budget(e.retry_budget);
+    s->set_requests(e.requests);
+    s->set_successes(e.successes);
+    s->set_failures(e.failures);
+    s->set_fallbacks_out(e.fallbacks_out);
+    s->set_rejected(e.rejected);
+    s->set_retries(e.retries);
+    s->set_tokens_in(e.tokens_in);
+    s->set_tokens_out(e.tokens_out);
+    s->set_ewma_latency_us(Micros(e.ewma_latency));
+    s->set_ewma_ttft_us(Micros(e.ewma_ttft));
+    for (const InstanceStatusView& i : e.instances) {
+      ToProto(i, s->add_instances());
+    }
+  }
+}
+
+void ToProto(const TargetView& in, v1::Target* out) {
+  out->set_name(in.name);
+  out->set_description(in.description);
+  switch (in.kind) {
+    case TargetView::Kind::kPool:
+      out->set_kind(v1::Target::KIND_POOL);
+      break;
+    case TargetView::Kind::kTaskGroup:
+      out->set_kind(v1::Target::KIND_TASK_GROUP);
+      break;
+    case TargetView::Kind::kEchelon:
+      out->set_kind(v1::Target::KIND_ECHELON);
+      break;
+    case TargetView::Kind::kModel:
+      out->set_kind(v1::Target::KIND_MODEL);
+      break;
   }
 }
 

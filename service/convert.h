@@ -23,6 +23,9 @@ void ToSummaryProto(const RoutedResponse& in, v1::StreamSummary* out);
 void ToProto(const Usage& in, v1::Usage* out);
 void ToProto(const AttemptRecord& in, v1::Attempt* out);
 void ToProto(const PoolStatusView& in, v1::PoolStatus* out);
+void ToProto(const InstanceStatusView& in, v1::InstanceStatus* out);
+void ToProto(const TaskGroupStatusView& in, v1::TaskGroupStatus* out);
+void ToProto(const TargetView& in, v1::Target* out);
 v1::FinishReason ToProto(FinishReason reason);
 
 }  // namespace echelon

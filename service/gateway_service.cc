@@ -218,8 +218,10 @@ std::string RandomPrefix() {
 
 }  // namespace
 
-GatewayService::GatewayService(RouterHolder& routers)
-    : routers_(routers), id_prefix_(RandomPrefix()) {}
+GatewayService::GatewayService(RouterHolder& routers, ReloadFn reload)
+    : routers_(routers),
+      reload_(std::move(reload)),
+      id_prefix_(RandomPrefix()) {}
 
 std::string GatewayService::NextRequestId() {
   return absl::StrCat(id_prefix_, "-",
@@ -267,6 +269,53 @@ grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(
     return reactor;
   }
   for (const PoolStatusView& p : *pools) ToProto(p, response->add_pools());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayService::GetTaskGroupStatus(
+    grpc::CallbackServerContext* context,
+    const v1::GetTaskGroupStatusRequest* request,
+    v1::GetTaskGroupStatusResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto groups = routers_.Get()->GetTaskGroupStatus(request->task_group());
+  if (!groups.ok()) {
+    reactor->Finish(ToGrpcStatus(groups.status()));
+    return reactor;
+  }
+  for (const TaskGroupStatusView& g : *groups) {
+    ToProto(g, response->add_task_groups());
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayService::ListTargets(
+    grpc::CallbackServerContext* context, const v1::ListTargetsRequest*,
+    v1::ListTargetsResponse* response) {
+  for (const TargetView& t : routers_.Get()->ListTargets()) {
+    ToProto(t, response->add_targets());
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayService::ReloadConfig(
+    grpc::CallbackServerContext* context, const v1::ReloadConfigRequest*,
+    v1::ReloadConfigResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!reload_) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "admin RPCs are disabled (--admin_rpcs)"));
+    return reactor;
+  }
+  ReloadOutcome outcome = reload_();
+  response->set_applied(outcome.applied);
+  for (std::string& p : outcome.problems) response->add_problems(std::move(p));
+  if (outcome.loaded_at != absl::InfinitePast()) {
+    response->set_loaded_at_us(absl::ToUnixMicros(outcome.loaded_at));
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

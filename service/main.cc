@@ -17,10 +17,29 @@ ABSL_FLAG(std::string, config, "configs/llms",
           "Config directory (with _registry.yaml) or a single YAML file.");
 ABSL_FLAG(std::string, grpc_address, "0.0.0.0:50051",
           "gRPC listen address; port 0 picks a free port.");
+ABSL_FLAG(std::string, http_address, "0.0.0.0:8080",
+          "OpenAI-compatible HTTP listen address; empty disables it.");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9464",
+          "Prometheus /metrics listen address; empty disables it.");
 ABSL_FLAG(bool, reflection, true, "Serve gRPC server reflection.");
+ABSL_FLAG(bool, admin_rpcs, true, "Serve the ReloadConfig admin RPC.");
+ABSL_FLAG(bool, watch_config, true,
+          "Reload when a file under --config changes.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(10),
           "On SIGTERM/SIGINT, how long calls in flight may finish before "
           "they are cancelled.");
+ABSL_FLAG(bool, log_json, false, "Write log lines as JSON.");
+ABSL_FLAG(std::string, log_level, "info",
+          "Lowest level logged: debug, info (every request), warning "
+          "(failed requests), error.");
+ABSL_FLAG(int, max_message_bytes, 16 << 20,
+          "Largest gRPC message accepted or sent, in bytes.");
+ABSL_FLAG(int, max_concurrent_streams, 1000,
+          "Concurrent gRPC calls per HTTP/2 connection.");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Minutes(2),
+          "Interval of server keepalive pings on idle connections.");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "A connection whose ping is not answered within this is closed.");
 ABSL_FLAG(std::string, check_config, "",
           "Validate this config directory or file, print every problem, and "
           "exit (0 when valid) without serving.");
@@ -32,9 +51,12 @@ int main(int argc, char** argv) {
 
   std::string check = absl::GetFlag(FLAGS_check_config);
   if (!check.empty()) {
-    absl::StatusOr<echelon::GatewayConfig> config = echelon::LoadConfig(check);
-    if (!config.ok()) {
-      std::cerr << config.status().message() << "\n";
+    std::vector<echelon::ConfigProblem> problems = echelon::CheckConfig(check);
+    for (const echelon::ConfigProblem& p : problems) {
+      std::cerr << p.ToString() << "\n";
+    }
+    if (!problems.empty()) {
+      std::cerr << problems.size() << " problem(s) in " << check << "\n";
       return 1;
     }
     std::cout << check << ": OK\n";
@@ -54,24 +76,33 @@ int main(int argc, char** argv) {
   echelon::ServerOptions options;
   options.config_path = absl::GetFlag(FLAGS_config);
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  options.http_address = absl::GetFlag(FLAGS_http_address);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.enable_reflection = absl::GetFlag(FLAGS_reflection);
+  options.admin_rpcs = absl::GetFlag(FLAGS_admin_rpcs);
+  options.watch_config = absl::GetFlag(FLAGS_watch_config);
+  options.log_json = absl::GetFlag(FLAGS_log_json);
+  options.log_level = absl::GetFlag(FLAGS_log_level);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  options.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
   auto server = echelon::Server::Create(options);
   if (!server.ok()) {
     std::cerr << "echelond: " << server.status().message() << "\n";
     return 1;
   }
-  std::cerr << "echelond: serving gRPC on port " << (*server)->grpc_port()
-            << " with config " << options.config_path << "\n";
   // Machine-readable, for scripts and tests.
   std::printf("LISTENING grpc %d\n", (*server)->grpc_port());
+  std::printf("LISTENING http %d\n", (*server)->http_port());
+  std::printf("LISTENING metrics %d\n", (*server)->metrics_port());
   std::fflush(stdout);
 
   for (;;) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      absl::Status s = (*server)->Reload();
-      std::cerr << "echelond: reload " << (s.ok() ? "ok" : s.message()) << "\n";
+      (*server)->Reload();  // logs and counts its outcome
       continue;
     }
     std::cerr << "echelond: draining (signal " << sig << ")\n";

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -11,19 +12,46 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "adapters/config_loader.h"
+#include "adapters/config_watcher.h"
 #include "adapters/event_loop.h"
 #include "adapters/http_client.h"
+#include "adapters/http_front.h"
+#include "adapters/metrics.h"
 #include "adapters/provider_factory.h"
+#include "adapters/request_log.h"
+#include "domain/observer.h"
 #include "domain/router.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "service/gateway_service.h"
+#include "service/health_reporter.h"
 #include "service/router_holder.h"
 
 namespace echelon {
 namespace {
+
+// Hands every router event to each observer in turn.
+class ObserverFanout final : public RouterObserver {
+ public:
+  void Add(RouterObserver* o) { observers_.push_back(o); }
+  void OnAttempt(const AttemptEvent& e) override {
+    for (RouterObserver* o : observers_) o->OnAttempt(e);
+  }
+  void OnRequestDone(const RequestDoneEvent& e) override {
+    for (RouterObserver* o : observers_) o->OnRequestDone(e);
+  }
+  void OnFallback(const FallbackEvent& e) override {
+    for (RouterObserver* o : observers_) o->OnFallback(e);
+  }
+  void OnBreakerTransition(const BreakerEvent& e) override {
+    for (RouterObserver* o : observers_) o->OnBreakerTransition(e);
+  }
+
+ private:
+  std::vector<RouterObserver*> observers_;
+};
 
 class ServerImpl final : public Server {
  public:
@@ -31,6 +59,14 @@ class ServerImpl final : public Server {
 
   absl::Status Init(const ServerOptions& options) {
     options_ = options;
+    absl::StatusOr<LogLevel> level = ParseLogLevel(options.log_level);
+    if (!level.ok()) return level.status();
+    RequestLog::Options log_options;
+    log_options.json = options.log_json;
+    log_options.level = *level;
+    log_ = std::make_unique<RequestLog>(log_options);
+    fanout_.Add(log_.get());
+
     absl::StatusOr<GatewayConfig> config = LoadConfig(options.config_path);
     if (!config.ok()) return config.status();
 
@@ -43,62 +79,191 @@ class ServerImpl final : public Server {
     if (!http.ok()) return http.status();
     http_ = std::move(*http);
 
+    GatewayMetrics::Options metrics_options;
+    metrics_options.listen_address = options.metrics_address;
+    metrics_options.pool_status = [this]() -> std::vector<PoolStatusView> {
+      std::shared_ptr<Router> router =
+          routers_ != nullptr ? routers_->Get() : nullptr;
+      if (router == nullptr) return {};
+      auto pools = router->GetPoolStatus("");
+      return pools.ok() ? *std::move(pools) : std::vector<PoolStatusView>{};
+    };
+    auto metrics = GatewayMetrics::Create(metrics_options);
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = std::move(*metrics);
+    fanout_.Add(metrics_.get());
+
     auto router = BuildRouter(*config, /*previous=*/nullptr);
     if (!router.ok()) return router.status();
     routers_ = std::make_unique<RouterHolder>(std::move(*router));
-    service_ = std::make_unique<GatewayService>(*routers_);
+    {
+      absl::MutexLock lock(&reload_mu_);
+      loaded_at_ = absl::Now();
+      metrics_->OnConfigReload(true, loaded_at_);
+    }
 
-    grpc::EnableDefaultHealthCheckService(true);
-    if (options.enable_reflection) {
-      grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    GatewayService::ReloadFn reload;
+    if (options.admin_rpcs) reload = [this] { return Reload(); };
+    service_ = std::make_unique<GatewayService>(*routers_, std::move(reload));
+
+    absl::Status s = StartGrpc();
+    if (!s.ok()) return s;
+    health_ =
+        std::make_unique<HealthReporter>(grpc_server_->GetHealthCheckService(),
+                                         *routers_, options.health_interval);
+
+    if (!options.http_address.empty()) {
+      HttpFront::Options front_options;
+      s = HttpFront::ParseAddress(options.http_address, &front_options);
+      if (!s.ok()) return s;
+      front_options.router = [this] { return routers_->Get(); };
+      absl::StatusOr<std::unique_ptr<HttpFront>> front;
+      RunOnLoop([&] { front = HttpFront::Create(front_options, *loop_); });
+      if (!front.ok()) return front.status();
+      front_ = std::move(*front);
     }
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort(options.grpc_address,
-                             grpc::InsecureServerCredentials(), &grpc_port_);
-    builder.RegisterService(service_.get());
-    grpc_server_ = builder.BuildAndStart();
-    if (grpc_server_ == nullptr || grpc_port_ == 0) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot listen on ", options.grpc_address));
+
+    if (options.watch_config) {
+      auto watcher = ConfigWatcher::Create(options.config_path, [this] {
+        ReloadOutcome r = Reload();
+        (void)r;  // logged and counted by Reload()
+      });
+      if (!watcher.ok()) return watcher.status();
+      watcher_ = std::move(*watcher);
     }
+    log_->Log(LogLevel::kInfo,
+              absl::StrCat("echelond serving: grpc port ", grpc_port_,
+                           ", http port ", http_port(), ", metrics port ",
+                           metrics_->port(), ", config ", options.config_path));
     return absl::OkStatus();
   }
 
   int grpc_port() const override { return grpc_port_; }
+  int http_port() const override {
+    return front_ != nullptr ? front_->port() : 0;
+  }
+  int metrics_port() const override {
+    return metrics_ != nullptr ? metrics_->port() : 0;
+  }
 
-  absl::Status Reload() override {
+  ReloadOutcome Reload() override {
     absl::MutexLock lock(&reload_mu_);
-    absl::StatusOr<GatewayConfig> config = LoadConfig(options_.config_path);
-    if (!config.ok()) return config.status();
-    std::shared_ptr<Router> previous = routers_->Get();
-    auto router = BuildRouter(*config, previous.get());
-    if (!router.ok()) return router.status();
-    routers_->Swap(std::move(*router));
-    return absl::OkStatus();
+    ReloadOutcome outcome;
+    ConfigLoadResult loaded = LoadConfigWithProblems(options_.config_path);
+    absl::Status status = absl::OkStatus();
+    if (loaded.problems.empty()) {
+      std::shared_ptr<Router> previous = routers_->Get();
+      auto router = BuildRouter(loaded.config, previous.get());
+      if (router.ok()) {
+        routers_->Swap(std::move(*router));
+        loaded_at_ = absl::Now();
+        outcome.applied = true;
+      } else {
+        status = router.status();
+        outcome.problems.push_back(std::string(status.message()));
+      }
+    } else {
+      for (const ConfigProblem& p : loaded.problems) {
+        outcome.problems.push_back(p.ToString());
+      }
+      status = absl::InvalidArgumentError(
+          absl::StrCat(loaded.problems.size(),
+                       " problem(s), first: ", outcome.problems.front()));
+    }
+    outcome.loaded_at = loaded_at_;
+    metrics_->OnConfigReload(outcome.applied, absl::Now());
+    if (outcome.applied) {
+      log_->Log(LogLevel::kInfo, "config reloaded");
+    } else {
+      log_->Log(LogLevel::kError,
+                absl::StrCat("config reload rejected, the previous config "
+                             "keeps serving: ",
+                             status.message()));
+    }
+    return outcome;
   }
 
   void Shutdown(absl::Duration drain) override {
     absl::MutexLock lock(&shutdown_mu_);
     if (shut_down_) return;
     shut_down_ = true;
+    watcher_.reset();  // no reload during shutdown
+    if (health_ != nullptr) health_->SetShuttingDown();
+    absl::Time deadline = absl::Now() + drain;
+    // Both fronts drain concurrently: the HTTP front on its own (blocking)
+    // call, gRPC here.
+    std::thread http_drain;
+    if (front_ != nullptr) {
+      http_drain = std::thread([this, drain] { front_->Shutdown(drain); });
+    }
     if (grpc_server_ != nullptr) {
-      if (auto* health = grpc_server_->GetHealthCheckService()) {
-        health->SetServingStatus(false);
-      }
-      // Waits for calls in flight until the deadline, then cancels them;
-      // cancelled calls still get their final status from the router.
-      grpc_server_->Shutdown(std::chrono::system_clock::now() +
-                             absl::ToChronoMilliseconds(drain));
+      // Refuses new calls, waits for calls in flight until the deadline,
+      // then cancels them; cancelled calls still get their final status
+      // from the router (OnCancel -> route cancelled -> Finish).
+      grpc_server_->Shutdown(absl::ToChronoTime(deadline));
       grpc_server_->Wait();
     }
-    if (loop_ != nullptr) loop_->Stop();
-    // Routers (and their timers) go before the transport they use.
+    if (http_drain.joinable()) http_drain.join();
+    health_.reset();
+    if (front_ != nullptr) {
+      RunOnLoop([this] { front_.reset(); });
+    }
+    // Upstream transfers and timers go with the loop thread; routers (and
+    // their timers) go before the transport they use.
+    if (loop_ != nullptr) {
+      RunOnLoop([this] { http_.reset(); });
+      loop_->Stop();
+    }
+    // The exporter's scrape thread reads the routers: stop it first.
+    metrics_.reset();
     routers_.reset();
     service_.reset();
-    http_.reset();
   }
 
  private:
+  // Runs `fn` on the loop thread and waits for it.
+  template <typename Fn>
+  void RunOnLoop(Fn fn) {
+    absl::Notification done;
+    loop_->Post([&] {
+      fn();
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
+
+  absl::Status StartGrpc() {
+    grpc::EnableDefaultHealthCheckService(true);
+    if (options_.enable_reflection) {
+      grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    }
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.grpc_address,
+                             grpc::InsecureServerCredentials(), &grpc_port_);
+    builder.RegisterService(service_.get());
+    builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+    builder.SetMaxSendMessageSize(options_.max_message_bytes);
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               options_.max_concurrent_streams);
+    builder.AddChannelArgument(
+        GRPC_ARG_KEEPALIVE_TIME_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_time)));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(
+                                   options_.keepalive_timeout)));
+    builder.AddChannelArgument(
+        GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+        static_cast<int>(
+            absl::ToInt64Milliseconds(options_.min_client_ping_interval)));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    grpc_server_ = builder.BuildAndStart();
+    if (grpc_server_ == nullptr || grpc_port_ == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", options_.grpc_address));
+    }
+    return absl::OkStatus();
+  }
+
   // Builds the providers and a router for `config` on the loop thread, where
   // the previous router's state may be read safely.
   absl::StatusOr<std::shared_ptr<Router>> BuildRouter(
@@ -109,25 +274,32 @@ class ServerImpl final : public Server {
       if (!provider.ok()) return provider.status();
       providers[p.name] = std::move(*provider);
     }
+    RouterOptions router_options;
+    router_options.observer = &fanout_;
     absl::StatusOr<std::unique_ptr<Router>> router;
-    absl::Notification done;
-    loop_->Post([&] {
-      router = Router::Create(config, *loop_, std::move(providers), previous);
-      done.Notify();
+    RunOnLoop([&] {
+      router = Router::Create(config, *loop_, std::move(providers), previous,
+                              router_options);
     });
-    done.WaitForNotification();
     if (!router.ok()) return router.status();
     return std::shared_ptr<Router>(std::move(*router));
   }
 
   ServerOptions options_;
+  std::unique_ptr<RequestLog> log_;
+  std::unique_ptr<GatewayMetrics> metrics_;
+  ObserverFanout fanout_;
   std::unique_ptr<EpollEventLoop> loop_;
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<RouterHolder> routers_;
   std::unique_ptr<GatewayService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<HealthReporter> health_;
+  std::unique_ptr<HttpFront> front_;
+  std::unique_ptr<ConfigWatcher> watcher_;
   int grpc_port_ = 0;
   absl::Mutex reload_mu_;
+  absl::Time loaded_at_ ABSL_GUARDED_BY(reload_mu_) = absl::InfinitePast();
   absl::Mutex shutdown_mu_;
   bool shut_down_ = false;
 };

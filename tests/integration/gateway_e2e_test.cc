@@ -2,6 +2,7 @@
 // processes on free ports; the test calls the gateway through the generated
 // C++ stub, exactly as a service would.
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "echelon/v1/gateway.grpc.pb.h"
+#include "grpc_health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/integration/subprocess.h"
@@ -38,7 +40,8 @@ class GatewayE2eTest : public ::testing::Test {
     auto gw = Subprocess::Start(
         {RunfilePath("service/echelond"),
          absl::StrCat("--config=", RunfilePath("configs/llms")),
-         "--grpc_address=127.0.0.1:0"},
+         "--grpc_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+         "--metrics_address=127.0.0.1:0", "--watch_config=false"},
         {{"ECHELON_SIM_URL",
           absl::StrCat("http://127.0.0.1:", sim_port_, "/v1")}});
     ASSERT_TRUE(gw.ok()) << gw.status();
@@ -213,6 +216,66 @@ TEST_F(GatewayE2eTest, PoolStatusListsInstancesAndCountsRequests) {
   req.set_pool("missing-pool");
   EXPECT_EQ(stub_->GetPoolStatus(&ctx2, req, &resp).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(GatewayE2eTest, ListTargetsNamesPoolsGroupsEchelonsAndModels) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(10));
+  v1::ListTargetsResponse resp;
+  ASSERT_TRUE(stub_->ListTargets(&ctx, v1::ListTargetsRequest(), &resp).ok());
+  std::map<std::string, v1::Target::Kind> kinds;
+  for (const v1::Target& t : resp.targets()) kinds[t.name()] = t.kind();
+  EXPECT_EQ(kinds["fast-pool"], v1::Target::KIND_POOL);
+  EXPECT_EQ(kinds["fast"], v1::Target::KIND_TASK_GROUP);
+  EXPECT_EQ(kinds["fast.primary"], v1::Target::KIND_ECHELON);
+  EXPECT_EQ(kinds["sim-fast"], v1::Target::KIND_MODEL);
+}
+
+TEST_F(GatewayE2eTest, TaskGroupStatusShowsEchelonsInPriorityOrder) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(10));
+  v1::GetTaskGroupStatusRequest req;
+  req.set_task_group("fast");
+  v1::GetTaskGroupStatusResponse resp;
+  grpc::Status s = stub_->GetTaskGroupStatus(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.task_groups_size(), 1);
+  const v1::TaskGroupStatus& g = resp.task_groups(0);
+  ASSERT_GE(g.echelons_size(), 2);
+  EXPECT_EQ(g.echelons(0).name(), "primary");
+  EXPECT_LE(g.echelons(0).priority(), g.echelons(1).priority());
+  EXPECT_EQ(g.echelons(0).breaker(), v1::BREAKER_STATE_CLOSED);
+}
+
+TEST_F(GatewayE2eTest, ReloadConfigAppliesTheUnchangedConfig) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(20));
+  v1::ReloadConfigResponse resp;
+  grpc::Status s = stub_->ReloadConfig(&ctx, v1::ReloadConfigRequest(), &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(resp.applied());
+  EXPECT_EQ(resp.problems_size(), 0);
+  EXPECT_GT(resp.loaded_at_us(), 0);
+  // Still serving after the swap.
+  grpc::ClientContext ctx2;
+  SetDeadline(&ctx2, absl::Seconds(20));
+  v1::ExecuteResponse out;
+  EXPECT_TRUE(stub_->Execute(&ctx2, Hello("fast"), &out).ok());
+}
+
+TEST_F(GatewayE2eTest, HealthServiceReportsOverallAndPerTarget) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  for (const char* service : {"", "fast-pool", "fast.primary", "sim-fast"}) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, absl::Seconds(10));
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::Status s = health->Check(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << service << ": " << s.error_message();
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING)
+        << service;
+  }
 }
 
 }  // namespace
