@@ -60,6 +60,7 @@ absl::StatusOr<std::unique_ptr<ConfigWatcher>> ConfigWatcher::Create(
   }
   std::unique_ptr<ConfigWatcher> watcher(
       new ConfigWatcher(inotify_fd, wake_fd, std::move(callback), options));
+  watcher->root_ = dir;
   watcher->WatchTree(dir);
   if (watcher->directories_.empty()) {
     return absl::InternalError(
@@ -107,16 +108,34 @@ void ConfigWatcher::WatchTree(const std::string& dir) {
 
 void ConfigWatcher::Run() {
   bool pending = false;
+  // The watched directory itself was moved away or deleted (e.g. replaced by
+  // a deployment); we look for a new one at the same path.
+  bool root_lost = false;
   absl::Time first_event;
   absl::Time last_event;
   alignas(struct inotify_event) char buffer[16 * 1024];
+  auto note_event = [&] {
+    const absl::Time now = absl::Now();
+    if (!pending) first_event = now;
+    last_event = now;
+    pending = true;
+  };
   while (true) {
+    if (root_lost && IsDirectory(root_)) {
+      WatchTree(root_);
+      root_lost = directories_.empty();
+      if (!root_lost) note_event();
+    }
     int timeout = -1;
     if (pending) {
       const absl::Time now = absl::Now();
       const absl::Time fire = std::min(last_event + options_.debounce,
                                        first_event + options_.max_delay);
       timeout = ToPollTimeout(fire - now);
+    }
+    if (root_lost) {
+      const int retry = ToPollTimeout(options_.root_retry_interval);
+      timeout = timeout < 0 ? retry : std::min(timeout, retry);
     }
     struct pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     const int ready = poll(fds, 2, timeout);
@@ -137,6 +156,17 @@ void ConfigWatcher::Run() {
             directories_.erase(event->wd);
             continue;
           }
+          auto watched = directories_.find(event->wd);
+          if ((event->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) &&
+              watched != directories_.end() && watched->second == root_) {
+            // Every path below the old root is stale now.
+            for (const auto& [wd, path] : directories_) {
+              inotify_rm_watch(inotify_fd_, wd);
+            }
+            directories_.clear();
+            root_lost = true;
+            continue;
+          }
           // A new (or moved-in) subdirectory is watched too.
           if ((event->mask & IN_ISDIR) &&
               (event->mask & (IN_CREATE | IN_MOVED_TO)) && event->len > 0) {
@@ -148,10 +178,7 @@ void ConfigWatcher::Run() {
             }
           }
         }
-        const absl::Time now = absl::Now();
-        if (!pending) first_event = now;
-        last_event = now;
-        pending = true;
+        note_event();
       }
       continue;
     }

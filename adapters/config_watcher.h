@@ -23,6 +23,9 @@ class ConfigWatcher {
     absl::Duration debounce = absl::Milliseconds(200);
     // Upper bound on the wait while events keep coming.
     absl::Duration max_delay = absl::Seconds(2);
+    // When the watched directory is moved away or deleted, how often to look
+    // for a new one at the same path (its appearance is a change).
+    absl::Duration root_retry_interval = absl::Milliseconds(250);
   };
 
   // Runs on the watcher's own thread, never concurrently with itself. It
@@ -30,7 +33,8 @@ class ConfigWatcher {
   using Callback = std::function<void()>;
 
   // Starts watching `path`: a directory (with every subdirectory, including
-  // ones created later) or a single file (its directory is watched).
+  // ones created later, and a new directory put in its place) or a single
+  // file (its directory is watched).
   // Errors: kNotFound when `path` does not exist; kInternal when inotify or
   // the thread cannot be set up.
   static absl::StatusOr<std::unique_ptr<ConfigWatcher>> Create(
@@ -58,9 +62,9 @@ class ConfigWatcher {
   const int wake_fd_;  // eventfd; written by the destructor
   Callback callback_;
   const Options options_;
-  // Watch descriptor -> directory path; only touched by the watcher thread
-  // after construction.
-  std::map<int, std::string> directories_;
+  // Set up by Create(), then only touched by the watcher thread.
+  std::string root_;                        // the watched directory
+  std::map<int, std::string> directories_;  // watch descriptor -> path
   std::thread thread_;
 };
 

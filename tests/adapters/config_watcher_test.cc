@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -79,6 +80,20 @@ TEST_F(ConfigWatcherTest, WatchesSubdirectoriesCreatedLater) {
   ASSERT_TRUE(WaitForCalls(1));
   Write("models/catalogue.yaml", "models: []\n");
   EXPECT_TRUE(WaitForCalls(2));
+}
+
+TEST_F(ConfigWatcherTest, KeepsWatchingWhenTheDirectoryIsReplaced) {
+  auto watcher = ConfigWatcher::Create(dir_, Counter());
+  ASSERT_TRUE(watcher.ok()) << watcher.status();
+  const std::string next = dir_ + ".next";
+  ASSERT_EQ(mkdir(next.c_str(), 0755), 0);
+  ASSERT_EQ(rename(dir_.c_str(), (dir_ + ".old").c_str()), 0);
+  ASSERT_EQ(rename(next.c_str(), dir_.c_str()), 0);
+  ASSERT_TRUE(WaitForCalls(1));
+  // Changes in the new directory are seen; the old one is not watched.
+  const int before = calls();
+  Write("_registry.yaml", "version: 1\n");
+  EXPECT_TRUE(WaitForCalls(before + 1));
 }
 
 TEST_F(ConfigWatcherTest, ABurstOfChangesGivesOneCallback) {
