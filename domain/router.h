@@ -2,6 +2,45 @@
 // to an upstream instance through pools, task groups and echelons, with
 // retries, fallback, breakers and limits. Replaces the seed's pool wrapper,
 // task-group wrapper and direct wrapper with one call.
+//
+// How a request is routed (implementation: router.cc):
+//  - Targets resolve in this order: pool, task group, "group.echelon",
+//    catalogue model. The deadline is the sooner of the caller's and the
+//    target's request_timeout; it bounds every attempt, wait and fallback.
+//  - Task group: echelons in priority order. An echelon is skipped (and the
+//    next one tried) when its breaker is open, less than expected_latency
+//    remains, or its RPM/TPM or concurrency limit is reached with
+//    on_overflow=spill (reject: RESOURCE_EXHAUSTED with retry_after; the
+//    overflow policy covers both kinds of limit). A bounded queue, if
+//    configured, waits up to queue_timeout for a slot first.
+//    Inside an echelon the current model's instances (the group's rotation
+//    pool for that model, round robin) get 1 + retry.max_retries attempts,
+//    spaced by full-jitter backoff, while the retry budget allows. Then the
+//    fallback strategies are consulted in order; the first that has
+//    somewhere to go wins (after fallback.retry_delay): model_rotate (next
+//    model of the echelon), provider_failover (a model of another provider,
+//    this echelon first), echelon_down, task_group_switch, pool_switch.
+//    fallback.max_attempts caps attempts over all of it.
+//  - Pool: the pool's strategy picks over every instance its task-group
+//    references reach (generation defaults of the first echelon naming the
+//    model; echelon limits and breakers do not apply), up to
+//    max_instance_attempts with the pool's retry backoff and budget, then
+//    fallback_pools in order.
+//  - Bare model: its instances, round robin, default retry policy.
+//  - A 429 cools the instance down for its Retry-After when that is at most
+//    max_retry_after (the request waits for it if no other instance is
+//    eligible), otherwise for rate_limit_cooldown and the request goes
+//    elsewhere at once.
+//  - Not retried: content_filtered (FAILED_PRECONDITION with the provider's
+//    message), bad_request (INVALID_ARGUMENT, no health impact), cancelled.
+//    context_length_exceeded is never retried on the same model: it moves
+//    to the first echelon with a model of a larger context_window, else
+//    INVALID_ARGUMENT. Models without supports_tools / supports_prefill are
+//    skipped for requests that need them.
+//  - Streams: until the first visible delta reached the sink, failures fail
+//    over invisibly (earlier non-visible deltas are dropped with the
+//    attempt); afterwards the stream is committed and any failure completes
+//    with ABORTED ("partial"), a deadline with DEADLINE_EXCEEDED ("partial").
 #pragma once
 
 #include <cstdint>
