@@ -29,6 +29,7 @@ struct Response {
   std::vector<std::string> headers;  // raw header lines, lower-cased
   int writes = 0;                    // body pieces delivered by curl
   Clock::duration elapsed{};
+  int abort_after_writes = 0;  // > 0: abort once this many pieces arrived
 
   bool HasHeader(const std::string& lower_line_prefix) const {
     for (const std::string& h : headers) {
@@ -42,6 +43,9 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   auto* r = static_cast<Response*>(user);
   r->body.append(data, size * n);
   ++r->writes;
+  if (r->abort_after_writes > 0 && r->writes >= r->abort_after_writes) {
+    return 0;  // makes curl abort the transfer and drop the connection
+  }
   return size * n;
 }
 
@@ -58,8 +62,9 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 
 Response Request(const std::string& url, const std::string* body,
                  const std::vector<std::string>& headers = {},
-                 long timeout_ms = 10000) {
+                 long timeout_ms = 10000, int abort_after_writes = 0) {
   Response r;
+  r.abort_after_writes = abort_after_writes;
   CURL* curl = curl_easy_init();
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
@@ -448,6 +453,55 @@ TEST_F(UpstreamSimTest, ClientDisconnectIsCountedAndTimed) {
   EXPECT_EQ(KeyStat(s, "hang@fault=hang", "active"), 0);
   EXPECT_GE(KeyStat(s, "hang@fault=hang", "last_close_ms"),
             KeyStat(s, "hang@fault=hang", "last_start_ms"));
+}
+
+TEST_F(UpstreamSimTest, ClientCancellingAStreamIsSeenAsAClose) {
+  std::string body = ChatBody("cancel@tokens=100;itl_ms=50", true);
+  Response r = Request(base_ + "/v1/chat/completions", &body, {}, 10000,
+                       /*abort_after_writes=*/1);
+  EXPECT_EQ(r.code, CURLE_WRITE_ERROR);
+  rapidjson::Document s = WaitForStats([](const rapidjson::Document& d) {
+    return KeyStat(d, "cancel@tokens=100;itl_ms=50", "client_closed") == 1;
+  });
+  const char* key = "cancel@tokens=100;itl_ms=50";
+  EXPECT_EQ(KeyStat(s, key, "client_closed"), 1);
+  EXPECT_EQ(KeyStat(s, key, "completed"), 0);
+  EXPECT_EQ(KeyStat(s, key, "active"), 0);
+  EXPECT_GE(KeyStat(s, key, "last_close_ms"), KeyStat(s, key, "last_start_ms"));
+  EXPECT_LE(KeyStat(s, key, "last_close_ms"), s["now_ms"].GetInt64());
+}
+
+TEST_F(UpstreamSimTest, StallAfterSendsSomeTokensThenGoesSilent) {
+  Response r = Chat(ChatBody("stall@tokens=5;stall_after=2", true), {},
+                    /*timeout_ms=*/300);
+  EXPECT_EQ(r.code, CURLE_OPERATION_TIMEDOUT);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(ParseSse(r.body).size(), 2u) << r.body;
+}
+
+TEST_F(UpstreamSimTest, FlapFailsForItsWindowThenRecovers) {
+  const std::string body = ChatBody("flap@flap=300", false);
+  EXPECT_EQ(Chat(body).status, 503);
+  int status = 0;
+  for (int i = 0; i < 100 && status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    status = static_cast<int>(Chat(body).status);
+  }
+  EXPECT_EQ(status, 200);
+}
+
+TEST_F(UpstreamSimTest, AnthropicToolUseAndApiKeyHeader) {
+  std::string body = R"({"model":"claude-sim@tool_call=1","max_tokens":50,)"
+                     R"("tools":[{"name":"get_weather","input_schema":{}}],)"
+                     R"("messages":[{"role":"user","content":"weather?"}]})";
+  Response r = Request(base_ + "/v1/messages", &body, {"x-api-key: sk-ant"});
+  ASSERT_EQ(r.status, 200);
+  rapidjson::Document d = Json(r.body);
+  EXPECT_STREQ(d["stop_reason"].GetString(), "tool_use");
+  EXPECT_STREQ(d["content"][0]["type"].GetString(), "tool_use");
+  EXPECT_STREQ(d["content"][0]["name"].GetString(), "get_weather");
+  EXPECT_STREQ(d["content"][0]["input"]["city"].GetString(), "Paris");
+  EXPECT_EQ(KeyStat(Stats(), "claude-sim@tool_call=1", "auth_header_seen"), 1);
 }
 
 TEST_F(UpstreamSimTest, ResetClearsStatsAndOverrides) {
