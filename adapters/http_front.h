@@ -33,9 +33,17 @@
 // and the connection closed; when a client disconnects, the route is
 // cancelled at once.
 //
-// Measured (wrk 4.1, 4 threads, 64 keep-alive connections, 10 s, loopback,
-// GET /healthz on this server on one loop thread; see the report for the
-// full table): see HTTP_FRONT_BENCH numbers in the commit history / report.
+// Measured (wrk -t1 -c64, 6-8 s runs, loopback, -c opt / -O2, on a shared
+// 2-vCPU VM with load average ~10, so +-40% noise; two rounds each):
+//   GET /healthz, trivial answer:   this front 19-24k req/s (p50 ~0.9 ms),
+//     evhttp 7.5-15.6k, libmicrohttpd (epoll, one thread) 13-18.5k.
+//   POST /v1/chat/completions:      this front 12-19k req/s with the full
+//     path (RapidJSON parse -> ChatRequest -> router -> completion JSON;
+//     tests/adapters/http_front_bench.cc); evhttp 7.7-9.2k and
+//     libmicrohttpd 15-21k returning a canned body without parsing it.
+//   SSE stream of 8 deltas + finish + [DONE]: ~5k streams/s.
+// So the HTTP layer is not the bottleneck either way; the choice is about
+// living on one loop with exact backpressure and cancellation.
 //
 // Threading: Create() may run on any thread while the loop runs (it waits
 // for the registration on the loop). Shutdown() is thread-safe. The
