@@ -184,6 +184,7 @@ struct Conn {
   bool continue_sent = false;
   bool keep_alive = true;
   bool close_after_flush = false;
+  bool chunked = true;  // stream framing; HTTP/1.0 streams are close-delimited
   Phase phase = Phase::kIdle;
   HttpRequestParser parser;
   std::string out;
@@ -494,7 +495,8 @@ class SimServer::Impl {
     if (content_length >= 0) {
       absl::StrAppend(&o, "Content-Length: ", content_length, "\r\n");
     } else {
-      o.append("Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n");
+      if (c->chunked) o.append("Transfer-Encoding: chunked\r\n");
+      o.append("Cache-Control: no-cache\r\n");
     }
     o.append(keep_alive ? "Connection: keep-alive\r\n"
                         : "Connection: close\r\n");
@@ -529,10 +531,12 @@ class SimServer::Impl {
   void AppendSse(Conn* c, std::string_view event, std::string_view data) {
     size_t size = 6 + data.size() + 2;
     if (!event.empty()) size += 7 + event.size() + 1;
-    char hex[20];
-    int n = snprintf(hex, sizeof(hex), "%zx\r\n", size);
     std::string& o = c->out;
-    o.append(hex, static_cast<size_t>(n));
+    if (c->chunked) {
+      char hex[20];
+      int n = snprintf(hex, sizeof(hex), "%zx\r\n", size);
+      o.append(hex, static_cast<size_t>(n));
+    }
     if (!event.empty()) {
       o.append("event: ");
       o.append(event.data(), event.size());
@@ -540,10 +544,12 @@ class SimServer::Impl {
     }
     o.append("data: ");
     o.append(data.data(), data.size());
-    o.append("\n\n\r\n");
+    o.append(c->chunked ? "\n\n\r\n" : "\n\n");
   }
 
-  void AppendLastChunk(Conn* c) { c->out.append("0\r\n\r\n"); }
+  void AppendLastChunk(Conn* c) {
+    if (c->chunked) c->out.append("0\r\n\r\n");
+  }
 
   // ---- requests ----------------------------------------------------------
 
@@ -1154,6 +1160,8 @@ class SimServer::Impl {
   void StreamStart(Conn* c) {
     Exchange& ex = c->ex;
     bool no_done = ex.b.fault == Behaviour::Fault::kNoDone;
+    c->chunked = c->parser.request().minor_version >= 1;
+    if (!c->chunked) c->keep_alive = false;  // the close ends the body
     AppendHead(c, 200, "text/event-stream", -1, c->keep_alive && !no_done);
     if (ex.dialect == Dialect::kAnthropic) {
       json_.Clear();
