@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(
             ABSL_NO_THREAD_SAFETY_ANALYSIS {
               // Breaker calls happen under mu_.
               p->pending_transitions_.push_back({name, from, to});
+              p->stats_.breaker_transitions++;
             });
     p->members_.push_back(std::move(m));
   }
@@ -317,6 +318,11 @@ void Pool::RequestStarted() {
   stats_.requests++;
 }
 
+void Pool::CountRetry() {
+  absl::MutexLock l(&mu_);
+  stats_.retries++;
+}
+
 void Pool::RequestFinished(bool success) {
   absl::MutexLock l(&mu_);
   (success ? stats_.successes : stats_.failures)++;
@@ -425,6 +431,7 @@ PoolStatusView Pool::GetStatus(absl::Time now) const {
   v.successes = stats_.successes;
   v.failures = stats_.failures;
   v.in_flight = stats_.in_flight;
+  v.traffic = ToTrafficView(stats_);
   for (const auto& m : members_) {
     Instance::Snapshot s = m->instance->GetSnapshot(now);
     InstanceStatusView i;
@@ -443,6 +450,8 @@ PoolStatusView Pool::GetStatus(absl::Time now) const {
     i.failures = m->failures;
     i.weight = m->instance->weight();
     i.last_error = s.last_error;
+    i.last_used = s.last_used;
+    i.traffic = ToTrafficView(s.stats);
     v.instances.push_back(std::move(i));
   }
   return v;

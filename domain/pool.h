@@ -121,6 +121,7 @@ class Pool {
   // Request-level counters (one per routed request that used this pool).
   void RequestStarted();
   void RequestFinished(bool success);
+  void CountRetry();
 
   PoolStatusView GetStatus(absl::Time now) const;
   InstanceHealth HealthOf(const std::string& instance, absl::Time now) const;

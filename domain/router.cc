@@ -170,6 +170,7 @@ class RouteCall : public RequestHandle,
   void NoteFallback(const std::string& from, const std::string& to,
                     const std::string& reason);
   void SetNextAction(const std::string& action);
+  void CountAttemptFailure(ErrorClass c);
 
   void DoCancel();
   void OnDeadline();
@@ -637,7 +638,6 @@ void RouteCall::GroupExhausted() {
         if (it == core_->groups.end()) continue;
         TaskGroup* next = it->second.get();
         group_->CountFinished(false);
-        group_->CountFallback();
         NoteFallback(group_->name(), name, StrategyName(s));
         Schedule(fallback_delay_, [this, next] {
           forced_last_resort_ = false;
@@ -653,7 +653,6 @@ void RouteCall::GroupExhausted() {
         if (it == core_->pools.end()) continue;
         PoolEntry* next = it->second.get();
         group_->CountFinished(false);
-        group_->CountFallback();
         NoteFallback(group_->name(), name, StrategyName(s));
         Schedule(fallback_delay_, [this, next] { EnterPool(next); });
         return;
@@ -744,10 +743,19 @@ void RouteCall::Schedule(absl::Duration delay, absl::AnyInvocable<void()> fn) {
 void RouteCall::NoteFallback(const std::string& from, const std::string& to,
                              const std::string& reason) {
   resp_.fallbacks.push_back({from, to, reason});
+  if (mode_ == Mode::kGroup && group_ != nullptr) {
+    group_->CountFallback(resp_.fallbacks.back());
+  }
   SetNextAction(reason);
   if (RouterObserver* o = core_->observer()) {
     o->OnFallback({req_.target, from, to, reason, last_error_.error_class});
   }
+}
+
+void RouteCall::CountAttemptFailure(ErrorClass c) {
+  if (mode_ != Mode::kGroup || group_ == nullptr) return;
+  if (EchelonState* e = CurrentEchelon()) e->CountAttemptFailure(c);
+  group_->CountAttemptFailure(c);
 }
 
 void RouteCall::SetNextAction(const std::string& action) {
@@ -961,6 +969,7 @@ void RouteCall::AbortAttempt(ErrorClass c, const std::string& detail) {
   o.reserved_tokens = attempt_reserved_;
   o.max_retry_after = StageRetry().max_retry_after;
   attempt_pool_->Report(m, now, o);
+  if (c != ErrorClass::kCancelled) CountAttemptFailure(c);
   if (!resp_.attempts.empty()) {
     resp_.attempts.back().outcome = c;
     resp_.attempts.back().detail = detail;
@@ -1029,6 +1038,7 @@ void RouteCall::EndAttempt(UpstreamResult r) {
     budget_->RetryFinished();
     holding_retry_ = false;
   }
+  if (!r.ok()) CountAttemptFailure(r.error.error_class);
   AttemptRecord& rec = resp_.attempts.back();
   rec.outcome = r.error.error_class;
   rec.detail = r.error.message;
@@ -1124,6 +1134,9 @@ void RouteCall::OnAttemptFailed(const UpstreamError& err,
     stage_retries_++;
     if (EchelonState* e = CurrentEchelon(); mode_ == Mode::kGroup && e) {
       e->CountRetry();
+      group_->CountRetry();
+    } else if (stage_pool_ != nullptr) {
+      stage_pool_->CountRetry();
     }
     SetNextAction(tried_instances_.size() < attempt_pool_->size() ? "failover"
                                                                   : "retry");
@@ -1326,7 +1339,12 @@ void RouteCall::Finish(absl::Status status) {
   bool ok = status.ok();
   if (mode_ == Mode::kGroup) {
     LeaveEchelon(ok);
-    if (group_ != nullptr) group_->CountFinished(ok);
+    if (group_ != nullptr) {
+      bool u = ok && resp_.response.has_usage;
+      group_->CountFinished(ok, Now() - started_, attempt_ttft_,
+                            u ? resp_.response.usage.prompt_tokens : 0,
+                            u ? resp_.response.usage.completion_tokens : 0);
+    }
   }
   LeavePoolStage(ok);
   if (holding_retry_ && budget_ != nullptr) budget_->RetryFinished();

@@ -81,4 +81,23 @@ void LatencyHistogram::Add(absl::Duration d) {
   count_++;
 }
 
+TrafficView ToTrafficView(const TrafficStats& s) {
+  TrafficView v;
+  v.failures_by_class = s.failures_by_class;
+  v.retries = s.retries;
+  v.fallbacks_out = s.fallbacks_out;
+  v.breaker_transitions = s.breaker_transitions;
+  v.tokens_in = s.tokens_in;
+  v.tokens_out = s.tokens_out;
+  v.ewma_latency = s.latency.value();
+  v.ewma_ttft = s.ttft.value();
+  v.histogram_bounds_ms.assign(LatencyHistogram::kBoundsMs.begin(),
+                               LatencyHistogram::kBoundsMs.end());
+  v.latency_histogram.assign(s.latency_histogram.counts().begin(),
+                             s.latency_histogram.counts().end());
+  v.ttft_histogram.assign(s.ttft_histogram.counts().begin(),
+                          s.ttft_histogram.counts().end());
+  return v;
+}
+
 }  // namespace echelon

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "domain/status.h"
 
 namespace echelon {
 
@@ -106,5 +107,7 @@ struct TrafficStats {
   LatencyHistogram latency_histogram;
   LatencyHistogram ttft_histogram;
 };
+
+TrafficView ToTrafficView(const TrafficStats& s);
 
 }  // namespace echelon

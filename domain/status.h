@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,23 @@ namespace echelon {
 
 enum class InstanceHealth { kHealthy, kDegraded, kUnhealthy, kRecovering };
 enum class BreakerPhase { kClosed, kOpen, kHalfOpen };
+
+// Traffic statistics of one scope (instance, pool, echelon, task group).
+struct TrafficView {
+  std::map<std::string, int64_t> failures_by_class;  // ErrorClassName
+  int64_t retries = 0;
+  int64_t fallbacks_out = 0;
+  int64_t breaker_transitions = 0;
+  int64_t tokens_in = 0;
+  int64_t tokens_out = 0;
+  absl::Duration ewma_latency = absl::ZeroDuration();
+  absl::Duration ewma_ttft = absl::ZeroDuration();
+  // Histogram upper bounds in milliseconds; the counts have one more entry
+  // (the unbounded last bucket).
+  std::vector<int64_t> histogram_bounds_ms;
+  std::vector<int64_t> latency_histogram;
+  std::vector<int64_t> ttft_histogram;
+};
 
 struct InstanceStatusView {
   std::string id;  // "model/instance"
@@ -29,6 +47,8 @@ struct InstanceStatusView {
   int64_t failures = 0;
   int weight = 1;
   std::string last_error;  // error class and detail, no secrets
+  absl::Time last_used = absl::InfinitePast();
+  TrafficView traffic;  // the instance's own, over every pool
 };
 
 struct PoolStatusView {
@@ -39,6 +59,7 @@ struct PoolStatusView {
   int64_t successes = 0;
   int64_t failures = 0;
   int64_t in_flight = 0;
+  TrafficView traffic;
 };
 
 // One echelon of a task group: its breaker, limits and current usage.
@@ -71,6 +92,14 @@ struct EchelonStatusView {
   absl::Duration ewma_latency = absl::ZeroDuration();
   absl::Duration ewma_ttft = absl::ZeroDuration();
   std::vector<InstanceStatusView> instances;  // of the echelon's models
+  TrafficView traffic;
+};
+
+// One fallback step of a routed request.
+struct FallbackView {
+  std::string from;  // "group.echelon", pool or model
+  std::string to;
+  std::string reason;  // strategy name, e.g. "echelon_down"
 };
 
 struct TaskGroupStatusView {
@@ -81,13 +110,10 @@ struct TaskGroupStatusView {
   int64_t successes = 0;
   int64_t failures = 0;
   int64_t fallbacks = 0;
-};
-
-// One fallback step of a routed request.
-struct FallbackView {
-  std::string from;  // "group/echelon", pool or model
-  std::string to;
-  std::string reason;  // strategy name, e.g. "echelon_down"
+  int64_t in_flight = 0;
+  std::map<std::string, int64_t> fallbacks_by_reason;
+  std::vector<FallbackView> recent_fallbacks;  // oldest first, bounded
+  TrafficView traffic;
 };
 
 struct TargetView {

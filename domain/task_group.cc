@@ -91,6 +91,10 @@ void EchelonState::CountRetry() {
   absl::MutexLock l(&mu_);
   stats_.retries++;
 }
+void EchelonState::CountAttemptFailure(ErrorClass c) {
+  absl::MutexLock l(&mu_);
+  stats_.failures_by_class[std::string(ErrorClassName(c))]++;
+}
 void EchelonState::CountFallbackOut() {
   absl::MutexLock l(&mu_);
   stats_.fallbacks_out++;
@@ -144,6 +148,7 @@ EchelonStatusView EchelonState::GetStatus(absl::Time now) const {
   v.breaker_transitions = stats_.breaker_transitions;
   v.ewma_latency = stats_.latency.value();
   v.ewma_ttft = stats_.ttft.value();
+  v.traffic = ToTrafficView(stats_);
   return v;
 }
 
@@ -161,15 +166,42 @@ Pool* TaskGroup::PoolFor(const std::string& model) const {
 
 void TaskGroup::CountRequest() {
   absl::MutexLock l(&mu_);
-  requests_++;
+  stats_.requests++;
+  stats_.in_flight++;
 }
-void TaskGroup::CountFinished(bool success) {
+void TaskGroup::CountFinished(bool success, absl::Duration latency,
+                              absl::Duration ttft, int64_t tokens_in,
+                              int64_t tokens_out) {
   absl::MutexLock l(&mu_);
-  (success ? successes_ : failures_)++;
+  if (stats_.in_flight > 0) stats_.in_flight--;
+  (success ? stats_.successes : stats_.failures)++;
+  stats_.tokens_in += tokens_in;
+  stats_.tokens_out += tokens_out;
+  if (success) {
+    stats_.latency.Add(latency);
+    stats_.latency_histogram.Add(latency);
+    if (ttft > absl::ZeroDuration()) {
+      stats_.ttft.Add(ttft);
+      stats_.ttft_histogram.Add(ttft);
+    }
+  }
 }
-void TaskGroup::CountFallback() {
+void TaskGroup::CountFallback(const FallbackView& f) {
   absl::MutexLock l(&mu_);
-  fallbacks_++;
+  stats_.fallbacks_out++;
+  fallbacks_by_reason_[f.reason]++;
+  recent_fallbacks_.push_back(f);
+  while (recent_fallbacks_.size() > kRecentFallbacks) {
+    recent_fallbacks_.pop_front();
+  }
+}
+void TaskGroup::CountAttemptFailure(ErrorClass c) {
+  absl::MutexLock l(&mu_);
+  stats_.failures_by_class[std::string(ErrorClassName(c))]++;
+}
+void TaskGroup::CountRetry() {
+  absl::MutexLock l(&mu_);
+  stats_.retries++;
 }
 
 TaskGroupStatusView TaskGroup::GetStatus(absl::Time now) const {
@@ -187,10 +219,14 @@ TaskGroupStatusView TaskGroup::GetStatus(absl::Time now) const {
     v.echelons.push_back(std::move(ev));
   }
   absl::MutexLock l(&mu_);
-  v.requests = requests_;
-  v.successes = successes_;
-  v.failures = failures_;
-  v.fallbacks = fallbacks_;
+  v.requests = stats_.requests;
+  v.successes = stats_.successes;
+  v.failures = stats_.failures;
+  v.fallbacks = stats_.fallbacks_out;
+  v.in_flight = stats_.in_flight;
+  v.fallbacks_by_reason = fallbacks_by_reason_;
+  v.recent_fallbacks.assign(recent_fallbacks_.begin(), recent_fallbacks_.end());
+  v.traffic = ToTrafficView(stats_);
   return v;
 }
 

@@ -7,6 +7,7 @@
 // mutex so that GetStatus() may run on any thread.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "domain/circuit_breaker.h"
 #include "domain/concurrency_limiter.h"
 #include "domain/config.h"
+#include "domain/errors.h"
 #include "domain/event_loop.h"
 #include "domain/pool.h"
 #include "domain/rate_limiter.h"
@@ -65,6 +67,8 @@ class EchelonState {
   void CountRejected();
   void CountRetry();
   void CountFallbackOut();
+  // A failed attempt inside the echelon, by class.
+  void CountAttemptFailure(ErrorClass c);
   void CountFinished(bool success, absl::Duration latency, absl::Duration ttft,
                      int64_t tokens_in, int64_t tokens_out);
 
@@ -101,9 +105,17 @@ class TaskGroup {
   std::map<std::string, std::unique_ptr<Pool>>& pools() { return pools_; }
   Pool* PoolFor(const std::string& model) const;
 
+  static constexpr size_t kRecentFallbacks = 32;
+
   void CountRequest();
-  void CountFinished(bool success);
-  void CountFallback();
+  void CountFinished(bool success,
+                     absl::Duration latency = absl::ZeroDuration(),
+                     absl::Duration ttft = absl::ZeroDuration(),
+                     int64_t tokens_in = 0, int64_t tokens_out = 0);
+  // A fallback step taken by a request of this group.
+  void CountFallback(const FallbackView& f);
+  void CountAttemptFailure(ErrorClass c);
+  void CountRetry();
 
   TaskGroupStatusView GetStatus(absl::Time now) const;
 
@@ -112,10 +124,9 @@ class TaskGroup {
   std::vector<std::unique_ptr<EchelonState>> echelons_;
   std::map<std::string, std::unique_ptr<Pool>> pools_;
   mutable absl::Mutex mu_;
-  int64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t successes_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t fallbacks_ ABSL_GUARDED_BY(mu_) = 0;
+  TrafficStats stats_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> fallbacks_by_reason_ ABSL_GUARDED_BY(mu_);
+  std::deque<FallbackView> recent_fallbacks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace echelon

@@ -1146,5 +1146,33 @@ TEST_F(RouterTest, StatusGettersAreSafeFromOtherThreads) {
   EXPECT_EQ((*router_->GetPoolStatus("pool"))[0].requests, 100);
 }
 
+TEST_F(RouterTest, StatusViewsCarryTrafficStatistics) {
+  Primary().retry.max_retries = 1;
+  provider_->Script(Url("m1", "a"),
+                    FakeProvider::Fail(ErrorClass::kServerError));
+  provider_->Script(Url("m1", "b"),
+                    FakeProvider::Fail(ErrorClass::kTimeoutFirstToken));
+  provider_->SetFallbackDefault(FakeProvider::Ok(absl::Milliseconds(300)));
+  Build();
+  Run(MakeRoute("fast"));
+  TaskGroupStatusView g = (*router_->GetTaskGroupStatus("fast"))[0];
+  EXPECT_EQ(g.traffic.failures_by_class.at("server_error"), 1);
+  EXPECT_EQ(g.traffic.failures_by_class.at("timeout_first_token"), 1);
+  EXPECT_EQ(g.traffic.retries, 1);
+  EXPECT_EQ(g.fallbacks_by_reason.at("echelon_down"), 1);
+  EXPECT_EQ(g.recent_fallbacks[0].from, "fast.primary");
+  EXPECT_EQ(g.traffic.tokens_out, 5);
+  EXPECT_EQ(g.traffic.latency_histogram.size(),
+            g.traffic.histogram_bounds_ms.size() + 1);
+  EXPECT_EQ(g.echelons[0].traffic.failures_by_class.at("server_error"), 1);
+  EXPECT_EQ(g.echelons[0].fallbacks_out, 1);
+  EXPECT_EQ(g.echelons[1].traffic.latency_histogram[3], 1);  // 250-500 ms
+  const InstanceStatusView& c = g.echelons[1].instances[0];
+  EXPECT_EQ(c.id, "m2/c");
+  EXPECT_EQ(c.traffic.ewma_latency, absl::Milliseconds(300));
+  EXPECT_EQ(c.traffic.tokens_in, 10);
+  EXPECT_NE(c.last_used, absl::InfinitePast());
+}
+
 }  // namespace
 }  // namespace echelon

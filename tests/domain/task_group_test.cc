@@ -81,14 +81,28 @@ TEST(TaskGroupTest, IndexOfAndCounters) {
   EXPECT_EQ(g.IndexOf("nope"), -1);
   EXPECT_EQ(g.PoolFor("m1"), nullptr);
   g.CountRequest();
-  g.CountFallback();
-  g.CountFinished(true);
+  g.CountFallback({"g.primary", "g.backup", "echelon_down"});
+  g.CountAttemptFailure(ErrorClass::kServerError);
+  g.CountRetry();
+  EXPECT_EQ(g.GetStatus(loop.Now()).in_flight, 1);
+  g.CountFinished(true, absl::Milliseconds(70), absl::Milliseconds(20), 3, 4);
   TaskGroupStatusView v = g.GetStatus(loop.Now());
   EXPECT_EQ(v.name, "g");
   EXPECT_EQ(v.description, "d");
   EXPECT_EQ(v.requests, 1);
   EXPECT_EQ(v.successes, 1);
   EXPECT_EQ(v.fallbacks, 1);
+  EXPECT_EQ(v.in_flight, 0);
+  EXPECT_EQ(v.fallbacks_by_reason.at("echelon_down"), 1);
+  ASSERT_EQ(v.recent_fallbacks.size(), 1u);
+  EXPECT_EQ(v.recent_fallbacks[0].to, "g.backup");
+  EXPECT_EQ(v.traffic.failures_by_class.at("server_error"), 1);
+  EXPECT_EQ(v.traffic.retries, 1);
+  EXPECT_EQ(v.traffic.tokens_in, 3);
+  EXPECT_EQ(v.traffic.tokens_out, 4);
+  EXPECT_EQ(v.traffic.ewma_latency, absl::Milliseconds(70));
+  EXPECT_EQ(v.traffic.latency_histogram[1], 1);  // 50 < 70 <= 100 ms
+  EXPECT_EQ(v.traffic.ttft_histogram[0], 1);
   ASSERT_EQ(v.echelons.size(), 1u);
 }
 
