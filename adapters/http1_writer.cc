@@ -64,7 +64,7 @@ void AppendHttpHead(std::string* out, int status,
   }
   if (content_length >= 0) {
     absl::StrAppend(out, "Content-Length: ", content_length, "\r\n");
-  } else {
+  } else if (content_length == kHttpChunked) {
     out->append("Transfer-Encoding: chunked\r\n");
   }
   for (const auto& [name, value] : extra) {

@@ -16,9 +16,14 @@ using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 // "OK", "Not Found", ...; "Unknown" for codes the front never sends.
 absl::string_view HttpReasonPhrase(int status);
 
+// Body framing values for AppendHttpHead's `content_length` besides a
+// length: a chunked body, or a body that ends when the connection closes
+// (HTTP/1.0 streams; no Content-Length or Transfer-Encoding header).
+inline constexpr long long kHttpChunked = -1;
+inline constexpr long long kHttpCloseDelimited = -2;
+
 // Status line and headers (Date is omitted on purpose: clients do not need
 // it and it costs a clock read per response).
-// `content_length` < 0 means a chunked body follows.
 void AppendHttpHead(std::string* out, int status,
                     absl::string_view content_type, long long content_length,
                     const HttpHeaders& extra, bool keep_alive);

@@ -143,14 +143,15 @@ class Exchange : public ResponseSink {
  public:
   Exchange(HttpFront::Impl* front, Conn* conn, OpenAiCompletionMeta meta,
            std::string request_id, bool stream, bool include_usage,
-           bool keep_alive)
+           bool keep_alive, bool chunked)
       : front_(front),
         conn_(conn),
         meta_(std::move(meta)),
         request_id_(std::move(request_id)),
         stream_(stream),
         include_usage_(include_usage),
-        keep_alive_(keep_alive) {}
+        keep_alive_(keep_alive),
+        chunked_(chunked) {}
 
   void Begin(std::shared_ptr<Exchange> self, std::shared_ptr<Router> router,
              RouteRequest req) {
@@ -183,7 +184,7 @@ class Exchange : public ResponseSink {
     s.assign("data: ");
     AppendOpenAiDeltaChunk(meta_, delta, &s);
     s.append("\n\n");
-    AppendHttpChunk(&conn_->out, s);
+    AppendBody(s);
     front_->Flush(conn_);
     if (conn_ != nullptr &&
         conn_->pending() > front_->options().max_output_buffer) {
@@ -235,8 +236,8 @@ class Exchange : public ResponseSink {
         s.append("\n\n");
       }
       s.append("data: [DONE]\n\n");
-      AppendHttpChunk(&conn_->out, s);
-      AppendHttpLastChunk(&conn_->out);
+      AppendBody(s);
+      EndBody();
     } else if (!headers_sent_) {
       front_->WriteError(conn_,
                          OpenAiErrorFromStatus(status, response.retry_after),
@@ -249,8 +250,8 @@ class Exchange : public ResponseSink {
       AppendOpenAiErrorJson(OpenAiErrorFromStatus(status, response.retry_after),
                             &s);
       s.append("\n\n");
-      AppendHttpChunk(&conn_->out, s);
-      AppendHttpLastChunk(&conn_->out);
+      AppendBody(s);
+      EndBody();
     }
     Conn* c = conn_;
     conn_ = nullptr;
@@ -260,16 +261,30 @@ class Exchange : public ResponseSink {
  private:
   void StartStream() {
     headers_sent_ = true;
-    bool keep = keep_alive_ && front_->keep_alive_allowed();
+    bool keep = keep_alive_ && chunked_ && front_->keep_alive_allowed();
     if (!keep) conn_->close_after_flush = true;
     AppendHttpHead(
-        &conn_->out, 200, "text/event-stream", -1,
+        &conn_->out, 200, "text/event-stream",
+        chunked_ ? kHttpChunked : kHttpCloseDelimited,
         {{"Cache-Control", "no-cache"}, {"x-request-id", request_id_}}, keep);
     std::string& s = conn_->scratch;
     s.assign("data: ");
     AppendOpenAiRoleChunk(meta_, &s);
     s.append("\n\n");
-    AppendHttpChunk(&conn_->out, s);
+    AppendBody(s);
+  }
+
+  // HTTP/1.1: one chunk per piece. HTTP/1.0 has no chunked coding: the
+  // stream is close-delimited.
+  void AppendBody(absl::string_view piece) {
+    if (chunked_) {
+      AppendHttpChunk(&conn_->out, piece);
+    } else {
+      conn_->out.append(piece.data(), piece.size());
+    }
+  }
+  void EndBody() {
+    if (chunked_) AppendHttpLastChunk(&conn_->out);
   }
 
   HttpFront::Impl* front_;
@@ -279,6 +294,7 @@ class Exchange : public ResponseSink {
   const bool stream_;
   const bool include_usage_;
   const bool keep_alive_;
+  const bool chunked_;
   std::shared_ptr<Exchange> self_;
   std::shared_ptr<Router> router_;  // the snapshot this request runs on
   std::shared_ptr<RequestHandle> handle_;
@@ -601,7 +617,8 @@ void HttpFront::Impl::HandleChat(Conn* c, Http1Request& req, bool keep_alive) {
   meta.model = call->model;
   auto ex =
       std::make_shared<Exchange>(this, c, std::move(meta), request_id,
-                                 call->stream, call->include_usage, keep_alive);
+                                 call->stream, call->include_usage, keep_alive,
+                                 /*chunked=*/req.version_minor >= 1);
   c->active = ex;
   ex->Begin(ex, std::move(router), std::move(route));
 }

@@ -663,6 +663,28 @@ TEST_F(HttpFrontTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_TRUE(conn.WaitEof());  // Connection: close honoured
 }
 
+TEST_F(HttpFrontTest, Http10StreamIsCloseDelimitedWithoutChunking) {
+  StartFront();
+  RawConn conn(front_->port());
+  std::string body = kStreamChat;
+  conn.Send(absl::StrCat(
+      "POST /v1/chat/completions HTTP/1.0\r\nContent-Length: ", body.size(),
+      "\r\n\r\n", body));
+  ScriptedRouter::Call call = router_->NextCall();
+  ASSERT_NE(call.sink, nullptr);
+  RunOnLoop([&] {
+    call.sink->OnDelta(Text("tok1"));
+    call.sink->OnComplete(absl::OkStatus(), RoutedResponse());
+  });
+  std::string got = conn.ReadUntil("no such text: read to EOF");
+  EXPECT_TRUE(absl::StartsWith(got, "HTTP/1.1 200 OK\r\n")) << got;
+  EXPECT_FALSE(absl::StrContains(got, "Transfer-Encoding")) << got;
+  EXPECT_TRUE(absl::StrContains(got, "Connection: close")) << got;
+  std::string payload = got.substr(got.find("\r\n\r\n") + 4);
+  EXPECT_TRUE(absl::StartsWith(payload, "data: {")) << payload;
+  EXPECT_TRUE(absl::EndsWith(payload, "data: [DONE]\n\n")) << payload;
+}
+
 TEST_F(HttpFrontTest, MalformedRequestGets400AndTheConnectionCloses) {
   StartFront();
   RawConn conn(front_->port());
