@@ -45,6 +45,7 @@ sim_port=$(wait_line "$tmp/sim.out" "LISTENING " 20 | awk '{print $2}')
 ECHELON_SIM_URL="http://127.0.0.1:$sim_port/v1" \
   "$root/service/echelond" --config="$root/configs/llms" \
   --grpc_address=127.0.0.1:0 --http_address=127.0.0.1:0 \
+  --metrics_address=127.0.0.1:0 --watch_config=false \
   >"$tmp/gw.out" 2>"$tmp/gw.err" &
 gw_pid=$!
 if ! http_line=$(wait_line "$tmp/gw.out" "LISTENING http " 30); then
