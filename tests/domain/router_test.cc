@@ -1174,5 +1174,42 @@ TEST_F(RouterTest, StatusViewsCarryTrafficStatistics) {
   EXPECT_NE(c.last_used, absl::InfinitePast());
 }
 
+TEST_F(RouterTest, ActiveHealthProbesRunThroughTheProviderOnLoopTimers) {
+  Group().health.active.enabled = true;
+  Group().health.active.interval = absl::Seconds(10);
+  Group().health.active.jitter = 0;
+  provider_->SetFallbackDefault(FakeProvider::Ok(absl::Milliseconds(5)));
+  Build();
+  EXPECT_EQ(provider_->call_count(), 0u);
+  loop_.AdvanceBy(absl::Seconds(10));
+  // One probe per instance of the group's pools (m1/a, m1/b, m2/c).
+  ASSERT_EQ(provider_->call_count(), 3u);
+  for (const auto& c : provider_->calls()) {
+    EXPECT_FALSE(c->call.stream);
+    EXPECT_EQ(c->call.request->request_id, "echelon-health-probe");
+  }
+  router_.reset();  // stops the probes
+  loop_.AdvanceBy(absl::Minutes(1));
+  EXPECT_EQ(provider_->call_count(), 3u);
+}
+
+TEST_F(RouterTest, ReloadCarriesEchelonBreakerState) {
+  Primary().breaker.failure_threshold = 1;
+  Primary().retry.max_retries = 0;
+  provider_->Script(Url("m1", "a"),
+                    FakeProvider::Fail(ErrorClass::kServerError));
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  Run(MakeRoute("fast"));
+  ASSERT_EQ(EchelonStatus(0).breaker, BreakerPhase::kOpen);
+  auto next = Router::Create(
+      config_, loop_, {{"p1", provider_}, {"p2", provider_}}, router_.get());
+  ASSERT_TRUE(next.ok());
+  router_ = *std::move(next);
+  EXPECT_EQ(EchelonStatus(0).breaker, BreakerPhase::kOpen);
+  EXPECT_EQ(EchelonStatus(0).requests, 1);
+  EXPECT_EQ(Run(MakeRoute("fast")).response.model, "m2");
+}
+
 }  // namespace
 }  // namespace echelon
