@@ -404,6 +404,7 @@ void Pool::OnProbeResult(Member* m, const UpstreamResult& r) {
     }
     ScheduleProbe(m);
   }
+  FlushTransitions();
   // The handle is freed at the next probe or Stop(), not inside its own
   // callback.
 }
