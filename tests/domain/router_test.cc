@@ -1211,5 +1211,54 @@ TEST_F(RouterTest, ReloadCarriesEchelonBreakerState) {
   EXPECT_EQ(Run(MakeRoute("fast")).response.model, "m2");
 }
 
+TEST_F(RouterTest, CommittedStreamHittingDeadlineIsPartialNeverOk) {
+  Build();
+  RecordingSink s;
+  router_->Start(MakeRoute("fast", true, loop_.Now() + absl::Seconds(3)), &s);
+  loop_.RunUntilIdle();
+  StreamDelta d;
+  d.content = "Hel";
+  provider_->Deliver(0, d);
+  loop_.AdvanceBy(absl::Seconds(5));
+  ASSERT_TRUE(s.done);
+  EXPECT_EQ(s.status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_NE(s.status.message().find("partial"), std::string::npos);
+  EXPECT_EQ(s.text, "Hel");
+  EXPECT_TRUE(provider_->calls()[0]->cancelled);
+  EXPECT_EQ(provider_->call_count(), 1u);
+}
+
+TEST_F(RouterTest, CommittedStreamCutByEchelonTimeoutIsAborted) {
+  Primary().timeout = absl::Seconds(2);
+  Build();
+  RecordingSink s;
+  router_->Start(MakeRoute("fast", true), &s);
+  loop_.RunUntilIdle();
+  StreamDelta d;
+  d.content = "Hel";
+  provider_->Deliver(0, d);
+  loop_.AdvanceBy(absl::Seconds(3));
+  ASSERT_TRUE(s.done);
+  EXPECT_EQ(s.status.code(), absl::StatusCode::kAborted);
+  EXPECT_NE(s.status.message().find("partial"), std::string::npos);
+  EXPECT_EQ(provider_->call_count(), 1u);  // no failover after commit
+}
+
+TEST_F(RouterTest, QueueTimeoutWithSpillGoesToNextEchelon) {
+  Primary().concurrency.max_concurrency = 1;
+  Primary().concurrency.queue_size = 1;
+  Primary().concurrency.queue_timeout = absl::Seconds(2);
+  Primary().concurrency.on_overflow = OverflowPolicy::kSpill;
+  provider_->SetDefault(Url("m1", "a"), FakeProvider::Hang());
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  Run(MakeRoute("fast"), absl::Seconds(1));
+  absl::Time queued_at = loop_.Now();
+  RecordingSink& s = Run(MakeRoute("fast"), absl::Seconds(5));
+  EXPECT_TRUE(s.status.ok());
+  EXPECT_EQ(s.response.instance, "m2/c");
+  EXPECT_EQ(provider_->calls()[1]->started, queued_at + absl::Seconds(2));
+}
+
 }  // namespace
 }  // namespace echelon
