@@ -127,9 +127,9 @@ int64_t Instance::in_flight() const {
   absl::MutexLock l(&mu_);
   return stats_.in_flight;
 }
-double Instance::cost_seconds() const {
+double Instance::cost_seconds(absl::Time now) const {
   absl::MutexLock l(&mu_);
-  return peak_.seconds();
+  return peak_.SecondsAt(now);
 }
 absl::Time Instance::last_used() const {
   absl::MutexLock l(&mu_);

@@ -79,7 +79,8 @@ class Instance {
   void Disable(absl::Time until);
 
   int64_t in_flight() const;
-  double cost_seconds() const;  // peak EWMA latency
+  // Peak-EWMA latency in seconds, decayed to `now`.
+  double cost_seconds(absl::Time now) const;
   absl::Time last_used() const;
   absl::Time cooldown_until() const;
   absl::Time disabled_until() const;

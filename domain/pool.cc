@@ -181,7 +181,7 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
       c.reserve(set.size());
       for (Member* m : set) {
         c.push_back({m->slot, m->instance->weight(), m->instance->in_flight(),
-                     m->instance->cost_seconds(), m->instance->last_used()});
+                     m->instance->cost_seconds(now), m->instance->last_used()});
       }
       size_t i = strategy_->Pick(c, rng_);
       Member* m = set[i];

@@ -26,6 +26,12 @@ void PeakEwma::Add(absl::Time now, absl::Duration sample) {
   last_ = now;
 }
 
+double PeakEwma::SecondsAt(absl::Time now) const {
+  if (last_ == absl::InfinitePast() || now <= last_) return cost_;
+  double dt = absl::ToDoubleSeconds(now - last_);
+  return cost_ * std::exp(-dt / absl::ToDoubleSeconds(decay_));
+}
+
 WindowCounter::WindowCounter(absl::Duration window, int buckets)
     : bucket_width_(window / std::max(1, buckets)),
       buckets_(std::max(1, buckets)) {

@@ -37,7 +37,12 @@ class PeakEwma {
  public:
   explicit PeakEwma(absl::Duration decay = absl::Seconds(10)) : decay_(decay) {}
   void Add(absl::Time now, absl::Duration sample);
+  // The cost at the last sample.
   double seconds() const { return cost_; }
+  // The cost as read at `now`: it keeps decaying towards zero while no
+  // sample arrives, so an instance that was slow once is tried again
+  // eventually instead of being starved forever.
+  double SecondsAt(absl::Time now) const;
 
  private:
   absl::Duration decay_;

@@ -27,6 +27,15 @@ TEST(StatsTest, PeakEwmaJumpsUpAndDecaysDown) {
   EXPECT_LT(p.seconds(), 0.2);  // a minute later it has decayed
 }
 
+TEST(StatsTest, PeakEwmaDecaysOnReadWithoutSamples) {
+  PeakEwma p(absl::Seconds(10));
+  p.Add(kT0, absl::Seconds(1));
+  EXPECT_DOUBLE_EQ(p.SecondsAt(kT0), 1.0);
+  EXPECT_NEAR(p.SecondsAt(kT0 + absl::Seconds(10)), 0.3679, 1e-3);
+  EXPECT_LT(p.SecondsAt(kT0 + absl::Seconds(60)), 0.01);
+  EXPECT_DOUBLE_EQ(p.seconds(), 1.0);  // reading does not change it
+}
+
 TEST(StatsTest, WindowCounterSlidesOut) {
   WindowCounter w(absl::Seconds(10), 10);
   w.Record(kT0, false);
