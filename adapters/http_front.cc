@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -68,6 +69,10 @@ struct Conn {
   uint32_t interest = 0;
   EventLoop::TimerId idle_timer = EventLoop::kNoTimer;
   absl::Time last_progress;
+  // When the first byte of a still incomplete request arrived; InfiniteFuture
+  // when no partial request is buffered.
+  absl::Time request_started = absl::InfiniteFuture();
+  absl::Time timer_due = absl::InfiniteFuture();  // of idle_timer
   std::string scratch;  // reused for JSON before framing
 
   explicit Conn(const Http1RequestParser::Limits& limits) : parser(limits) {}
@@ -366,15 +371,18 @@ void HttpFront::Impl::OnAcceptable() {
       continue;
     }
     conns_.emplace(c->id, std::move(conn));
-    if (options_.idle_timeout != absl::InfiniteDuration()) {
-      ArmIdle(c, c->last_progress + options_.idle_timeout);
-    }
+    ArmIdle(c, c->last_progress + options_.idle_timeout);
   }
 }
 
 void HttpFront::Impl::ArmIdle(Conn* c, absl::Time when) {
+  if (c->idle_timer != EventLoop::kNoTimer) loop_.CancelTimer(c->idle_timer);
+  c->idle_timer = EventLoop::kNoTimer;
+  c->timer_due = when;
+  if (when == absl::InfiniteFuture()) return;
   c->idle_timer = loop_.RunAt(when, [this, c] {
     c->idle_timer = EventLoop::kNoTimer;
+    c->timer_due = absl::InfiniteFuture();
     OnIdle(c);
   });
 }
@@ -387,10 +395,30 @@ void HttpFront::Impl::OnIdle(Conn* c) {
     // Waiting for the upstream; the route's own deadline governs that.
     c->last_progress = now;
   }
+  if (c->active == nullptr && c->request_started != absl::InfiniteFuture() &&
+      c->request_started + options_.request_read_timeout <= now) {
+    // Slow-loris guard: the request did not arrive whole in time.
+    c->stop_reading = true;
+    c->close_after_flush = true;
+    OpenAiError e;
+    e.http_status = 408;
+    e.type = "invalid_request_error";
+    e.message = "request not received in time";
+    c->scratch.clear();
+    AppendOpenAiErrorJson(e, &c->scratch);
+    AppendHttpResponse(&c->out, 408, kJson, c->scratch, {},
+                       /*keep_alive=*/false);
+    c->request_started = absl::InfiniteFuture();
+    Flush(c);
+    if (c->closed) return;
+  }
   absl::Time due = c->last_progress + options_.idle_timeout;
   if (due <= now) {
     Close(c);
     return;
+  }
+  if (c->active == nullptr && c->request_started != absl::InfiniteFuture()) {
+    due = std::min(due, c->request_started + options_.request_read_timeout);
   }
   ArmIdle(c, due);
 }
@@ -459,6 +487,14 @@ void HttpFront::Impl::ProcessInput(Conn* c) {
       if (c->parser.TakeContinueRequest()) {
         c->out.append("HTTP/1.1 100 Continue\r\n\r\n");
       }
+      if (c->parser.buffered() == 0) {
+        c->request_started = absl::InfiniteFuture();
+      } else if (c->request_started == absl::InfiniteFuture()) {
+        c->request_started = loop_.Now();
+        absl::Time read_due =
+            c->request_started + options_.request_read_timeout;
+        if (read_due < c->timer_due) ArmIdle(c, read_due);
+      }
       break;
     }
     if (r == Http1RequestParser::Result::kError) {
@@ -474,6 +510,7 @@ void HttpFront::Impl::ProcessInput(Conn* c) {
                          /*keep_alive=*/false);
       break;
     }
+    c->request_started = absl::InfiniteFuture();
     HandleRequest(c, req);
   }
   if (!c->closed) {
@@ -704,10 +741,7 @@ void HttpFront::Impl::Close(Conn* c) {
   loop_.UnwatchFd(c->fd);
   close(c->fd);
   c->fd = -1;
-  if (c->idle_timer != EventLoop::kNoTimer) {
-    loop_.CancelTimer(c->idle_timer);
-    c->idle_timer = EventLoop::kNoTimer;
-  }
+  ArmIdle(c, absl::InfiniteFuture());  // cancels the timer
   if (c->active != nullptr) {
     std::shared_ptr<Exchange> ex = std::move(c->active);
     ex->Detach();

@@ -81,6 +81,10 @@ class HttpFront {
     // reading. Waiting on the upstream does not count as idle (the route
     // has its own deadline). InfiniteDuration disables the timer.
     absl::Duration idle_timeout = absl::Seconds(60);
+    // A request must arrive whole within this from its first byte, else
+    // 408 and close (guards against clients trickling bytes to hold a
+    // connection). InfiniteDuration disables it.
+    absl::Duration request_read_timeout = absl::Seconds(30);
     // Bytes queued for a slow client. Above it the connection stops reading
     // further (pipelined) requests; a stream that goes above it is
     // cancelled upstream and the connection closed.

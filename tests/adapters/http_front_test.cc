@@ -704,6 +704,17 @@ TEST_F(HttpFrontTest, IdleKeepAliveConnectionIsClosed) {
   EXPECT_TRUE(conn.WaitEof());
 }
 
+TEST_F(HttpFrontTest, TricklingRequestGets408AndIsClosed) {
+  HttpFront::Options options;
+  options.request_read_timeout = absl::Milliseconds(200);
+  StartFront(options);
+  RawConn conn(front_->port());
+  conn.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n");  // never finished
+  std::string got = conn.ReadUntil("}}");
+  EXPECT_TRUE(absl::StartsWith(got, "HTTP/1.1 408 ")) << got;
+  EXPECT_TRUE(conn.WaitEof());
+}
+
 TEST_F(HttpFrontTest, ShutdownLetsInFlightRequestFinishAndRefusesNewOnes) {
   StartFront();
   HttpResult result;
