@@ -270,10 +270,11 @@ void Pool::Report(Member* m, absl::Time now, const Outcome& o) {
       m->failures++;
       stats_.failures_by_class[std::string(ErrorClassName(c))]++;
       if (c == ErrorClass::kRateLimited) {
+        // Retry-After, capped at max_retry_after; rate_limit_cooldown when
+        // the upstream gave none.
         absl::Duration cool = hc.rate_limit_cooldown;
-        if (o.error.retry_after > absl::ZeroDuration() &&
-            o.error.retry_after <= o.max_retry_after) {
-          cool = o.error.retry_after;
+        if (o.error.retry_after > absl::ZeroDuration()) {
+          cool = std::min(o.error.retry_after, o.max_retry_after);
         }
         m->instance->CoolDown(now + cool);
         m->breaker.OnNeutral(now);

@@ -28,7 +28,8 @@
 //   RECOVERING -> HEALTHY     a successful request, or healthy_threshold
 //                             successful probes in a row.
 //   RECOVERING -> UNHEALTHY   a health failure (ejected again, longer).
-// Rate limits (429) put the instance in cooldown and are not failures.
+// Rate limits (429) put the instance in cooldown (Retry-After capped at
+// max_retry_after, rate_limit_cooldown when absent) and are not failures.
 // DEGRADED members are only picked when no HEALTHY/RECOVERING one is
 // eligible.
 //
@@ -105,8 +106,8 @@ class Pool {
     int64_t reserved_tokens = 0;
     int64_t tokens_in = 0;
     int64_t tokens_out = 0;
-    // The request's retry policy's max_retry_after (caps 429 cooldowns
-    // that are honoured; longer Retry-After uses rate_limit_cooldown).
+    // The request's retry policy's max_retry_after: caps the cooldown a
+    // 429's Retry-After imposes.
     absl::Duration max_retry_after = absl::Seconds(60);
   };
   void Report(Member* member, absl::Time now, const Outcome& outcome);

@@ -27,10 +27,10 @@
 //    max_instance_attempts with the pool's retry backoff and budget, then
 //    fallback_pools in order.
 //  - Bare model: its instances, round robin, default retry policy.
-//  - A 429 cools the instance down for its Retry-After when that is at most
-//    max_retry_after (the request waits for it if no other instance is
-//    eligible), otherwise for rate_limit_cooldown and the request goes
-//    elsewhere at once.
+//  - A 429 cools the instance down for its Retry-After capped at
+//    max_retry_after (rate_limit_cooldown when absent). A Retry-After within
+//    max_retry_after is honoured: the request waits for it if no other
+//    instance is eligible; a longer one sends the request elsewhere at once.
 //  - Not retried: content_filtered (FAILED_PRECONDITION with the provider's
 //    message), bad_request (INVALID_ARGUMENT, no health impact), cancelled.
 //    context_length_exceeded is never retried on the same model: it moves

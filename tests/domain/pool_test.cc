@@ -212,9 +212,11 @@ TEST_F(PoolTest, RateLimitCoolsDownForRetryAfterWithoutHealthImpact) {
   EXPECT_FALSE(Eligible("m/a"));
   loop_.AdvanceBy(absl::Seconds(1));
   EXPECT_TRUE(Eligible("m/a"));
-  // A Retry-After beyond max_retry_after is capped to the cooldown.
+  // A Retry-After beyond max_retry_after (60 s here) is capped to it.
   Report("m/a", ErrorClass::kRateLimited, absl::Hours(1));
-  loop_.AdvanceBy(absl::Seconds(5));
+  loop_.AdvanceBy(absl::Seconds(59));
+  EXPECT_FALSE(Eligible("m/a"));
+  loop_.AdvanceBy(absl::Seconds(1));
   EXPECT_TRUE(Eligible("m/a"));
   for (int k = 0; k < 10; ++k) {
     Report("m/a", ErrorClass::kRateLimited, absl::Milliseconds(1));
