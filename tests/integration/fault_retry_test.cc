@@ -99,6 +99,36 @@ TEST_F(FaultRetryTest, AllInstances503AreRetriedBoundedlyThenUnavailable) {
       << "retry storm";
 }
 
+// Scenario 1, retry budget: 20 concurrent calls against two instances that
+// answer 503 after 300 ms, with breakers and ejection off. Without a budget
+// every call would make 3 attempts (60); the budget (ratio 0.2, floor 3)
+// keeps the total within requests x (1 + 0.2) + 3.
+TEST_F(FaultRetryTest, ConcurrentFailuresStayWithinTheRetryBudget) {
+  constexpr int kBurst = 20;
+  std::vector<grpc::StatusCode> codes(kBurst, grpc::StatusCode::OK);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kBurst; ++i) {
+    threads.emplace_back([&, i] {
+      v1::ExecuteResponse resp;
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx, absl::Seconds(20));
+      codes[i] = gw_->stub()
+                     .Execute(&ctx, UserRequest("retry503-budget"), &resp)
+                     .error_code();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kBurst; ++i) {
+    EXPECT_EQ(codes[i], grpc::StatusCode::UNAVAILABLE) << "call " << i;
+  }
+  auto stats = gw_->Stats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  int64_t total =
+      stats->Key("s1slowa").attempts + stats->Key("s1slowb").attempts;
+  EXPECT_GE(total, kBurst);
+  EXPECT_LE(total, static_cast<int64_t>(kBurst * 1.2) + 3) << "retry storm";
+}
+
 // Scenario 2: a answers 429 with Retry-After: 2, b is healthy. b serves
 // everything and a sees no second request for the next 1.5 s.
 TEST_F(FaultRetryTest, RetryAfterKeepsRateLimitedInstanceOutForItsDuration) {
