@@ -136,6 +136,11 @@ void RateLimiter::Reconcile(absl::Time now, int64_t reserved, int64_t actual) {
   }
 }
 
+void RateLimiter::Cancel(absl::Time now, int64_t tokens) {
+  if (requests_ != nullptr) requests_->Take(now, -1);
+  if (tokens_ != nullptr) tokens_->Take(now, -tokens);
+}
+
 RateLimiter::Usage RateLimiter::GetUsage(absl::Time now) {
   Usage u;
   u.requests_per_minute = config_.requests_per_minute;

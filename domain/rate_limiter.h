@@ -46,6 +46,9 @@ class RateLimiter {
   bool TryAcquire(absl::Time now, int64_t tokens, absl::Duration* retry_after);
   // Corrects a reservation of `reserved` tokens to the `actual` usage.
   void Reconcile(absl::Time now, int64_t reserved, int64_t actual);
+  // Gives back a whole reservation (one request and `tokens`) that was
+  // never used, e.g. the request could not get a concurrency slot.
+  void Cancel(absl::Time now, int64_t tokens);
 
   struct Usage {
     int64_t requests_per_minute = 0;  // limit, 0 = none

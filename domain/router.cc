@@ -520,7 +520,7 @@ void RouteCall::EnterEchelon(int from, int preferred_model) {
           return;
         }
       }
-      e->Reconcile(now, tokens, 0);
+      e->CancelReservation(now, tokens);
       e->CountRejected();
       retry_hint_ = std::min(retry_hint_, now + c.concurrency.queue_timeout);
       if (c.concurrency.on_overflow == OverflowPolicy::kReject) {
@@ -549,7 +549,7 @@ void RouteCall::AfterQueue(int index, int64_t tokens, int preferred_model,
     return;
   }
   absl::Time now = Now();
-  e->Reconcile(now, tokens, 0);
+  e->CancelReservation(now, tokens);
   e->CountRejected();
   echelon_ = -1;
   if (e->config().concurrency.on_overflow == OverflowPolicy::kReject) {
@@ -588,7 +588,7 @@ void RouteCall::ActivateEchelon(int index, int64_t tokens,
 void RouteCall::LeaveEchelon(bool success) {
   if (queued_on_ != nullptr) {
     queued_on_->concurrency().Abandon(queue_ticket_);
-    queued_on_->Reconcile(Now(), echelon_reserved_tokens_, 0);
+    queued_on_->CancelReservation(Now(), echelon_reserved_tokens_);
     queued_on_ = nullptr;
     queue_ticket_ = ConcurrencyLimiter::kNoTicket;
   }

@@ -78,6 +78,11 @@ void EchelonState::Reconcile(absl::Time now, int64_t reserved, int64_t actual) {
   limiter_.Reconcile(now, reserved, actual);
 }
 
+void EchelonState::CancelReservation(absl::Time now, int64_t tokens) {
+  absl::MutexLock l(&mu_);
+  limiter_.Cancel(now, tokens);
+}
+
 void EchelonState::CountEntered() {
   absl::MutexLock l(&mu_);
   stats_.requests++;

@@ -60,6 +60,7 @@ class EchelonState {
   // RPM/TPM: reserves one request and `tokens`.
   bool TryReserve(absl::Time now, int64_t tokens, absl::Duration* retry_after);
   void Reconcile(absl::Time now, int64_t reserved, int64_t actual);
+  void CancelReservation(absl::Time now, int64_t tokens);
   RetryBudget& retry_budget() { return retry_budget_; }
 
   // Counters.

@@ -74,6 +74,18 @@ TEST(RateLimiterTest, SlidingWindowDoesNotRefillGradually) {
   EXPECT_TRUE(b.TryAcquire(kT0 + absl::Seconds(30), 0, nullptr));
 }
 
+TEST(RateLimiterTest, CancelGivesBackAnUnusedReservation) {
+  for (RateLimitAlgorithm a :
+       {RateLimitAlgorithm::kTokenBucket, RateLimitAlgorithm::kSlidingWindow}) {
+    RateLimiter r(Config(a, 1, 100));
+    ASSERT_TRUE(r.TryAcquire(kT0, 80, nullptr));
+    r.Cancel(kT0, 80);
+    EXPECT_EQ(r.GetUsage(kT0).requests_used, 0);
+    EXPECT_EQ(r.GetUsage(kT0).tokens_used, 0);
+    EXPECT_TRUE(r.TryAcquire(kT0, 80, nullptr));
+  }
+}
+
 TEST(RateLimiterTest, RefusalReservesNothing) {
   RateLimiter r(Config(RateLimitAlgorithm::kSlidingWindow, 10, 100));
   EXPECT_FALSE(r.TryAcquire(kT0, 500, nullptr) && false);

@@ -502,6 +502,8 @@ TEST_F(RouterTest, AllBreakersOpenUsesLastResortEchelonWhenConfigured) {
 
 TEST_F(RouterTest, ConcurrencyLimitRejectsWithRetryHint) {
   Primary().concurrency.max_concurrency = 1;
+  Primary().rate_limit.algorithm = RateLimitAlgorithm::kSlidingWindow;
+  Primary().rate_limit.requests_per_minute = 100;
   Primary().concurrency.on_overflow = OverflowPolicy::kReject;
   provider_->SetFallbackDefault(FakeProvider::Hang());
   Build();
@@ -511,6 +513,9 @@ TEST_F(RouterTest, ConcurrencyLimitRejectsWithRetryHint) {
   EXPECT_EQ(s.status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_GT(s.response.retry_after, absl::ZeroDuration());
   EXPECT_EQ(EchelonStatus(0).in_flight, 1);
+  // Only the running request counts: the rejected one gave its rate-limit
+  // reservation back.
+  EXPECT_EQ(EchelonStatus(0).requests_used, 1);
 }
 
 TEST_F(RouterTest, ConcurrencyLimitSpillsToNextEchelon) {
