@@ -3,6 +3,7 @@
 // own simulator and gateway on testdata/fault_fallback/gateway.yaml.
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -51,6 +52,40 @@ TEST_F(FaultFallbackTest, RefusedFirstEchelonFallsToSecondNotThird) {
   }
   EXPECT_EQ(gw_->KeyStats("s4mid").attempts, 5);
   EXPECT_EQ(gw_->KeyStats("s4last").attempts, 0);
+}
+
+// Scenario 4, capacity: echelon 1 refuses connections and echelon 2 holds
+// one call at a time (on_overflow: spill); with 3 concurrent calls echelon 3
+// takes only what echelon 2 has no room for.
+TEST_F(FaultFallbackTest, ThirdEchelonTakesOnlyTheSecondsOverflow) {
+  constexpr int kCalls = 3;
+  std::vector<std::string> models(kCalls);
+  std::vector<grpc::Status> statuses(kCalls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] {
+      v1::ExecuteResponse resp;
+      statuses[i] = Execute("spill", &resp);
+      models[i] = resp.model();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  int on_second = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << statuses[i].error_message();
+    if (models[i] == "mid-slow") ++on_second;
+  }
+  EXPECT_GE(on_second, 1);
+  auto stats = gw_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->Key("s4spillmid").max_active, 1);
+  EXPECT_EQ(stats->Key("s4spillmid").attempts, on_second);
+  EXPECT_EQ(stats->Key("s4spilllast").attempts, kCalls - on_second);
+
+  // One call alone: echelon 2 has room again, echelon 3 is not used.
+  v1::ExecuteResponse resp;
+  ASSERT_TRUE(Execute("spill", &resp).ok());
+  EXPECT_EQ(resp.model(), "mid-slow");
 }
 
 // Scenario 4, recovery: echelon 1 answers 503 until its fault is cleared at
