@@ -208,13 +208,14 @@ class ServerImpl final : public Server {
     if (front_ != nullptr) {
       RunOnLoop([this] { front_.reset(); });
     }
-    // Upstream transfers and timers go with the loop thread; routers (and
-    // their timers) go before the transport they use.
     if (loop_ != nullptr) {
+      // Releasing the last router posts its shutdown (probe timers stop) to
+      // the loop; the transport goes after it, on the loop thread, then the
+      // loop itself. Observers (metrics, log) outlive every router event.
+      if (routers_ != nullptr) routers_->Swap(nullptr);
       RunOnLoop([this] { http_.reset(); });
       loop_->Stop();
     }
-    // The exporter's scrape thread reads the routers: stop it first.
     metrics_.reset();
     routers_.reset();
     service_.reset();
