@@ -127,6 +127,7 @@ struct Results {
   std::atomic<int64_t> ok{0}, errors{0}, dropped{0}, chunks{0};
   std::atomic<int64_t> total_ok{0}, total_errors{0}, total_chunks{0};
   std::atomic<int64_t> outstanding{0};
+  std::atomic<int64_t> by_code[17] = {};  // streams: final gRPC status codes
   std::mutex mu;
   std::string first_error;
 
@@ -190,7 +191,10 @@ class StreamCall : public grpc::ClientReadReactor<v1::StreamChunk> {
   }
   void OnReadDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
-  void Cancel() { context_.TryCancel(); }
+  void Cancel() {
+    cancelled_.store(true);
+    context_.TryCancel();
+  }
   bool done() const { return done_.load(std::memory_order_acquire); }
   int64_t intended() const { return intended_; }
 
@@ -204,6 +208,7 @@ class StreamCall : public grpc::ClientReadReactor<v1::StreamChunk> {
   int64_t n_ = 0;
   bool owned_;  // hold mode: the driver deletes it after OnDone
   std::atomic<bool> done_{false};
+  std::atomic<bool> cancelled_{false};
   friend class GrpcDriver;
 };
 
@@ -314,6 +319,15 @@ class GrpcDriver {
   void OnStreamDone(StreamCall* call, const grpc::Status& status) {
     const int64_t now = NowNs();
     const bool in = window_.Contains(call->intended_);
+    const int code = static_cast<int>(status.error_code());
+    if (code >= 0 && code < 17) results_.by_code[code].fetch_add(1);
+    if (call->owned_ && !status.ok() && !call->cancelled_.load()) {
+      std::lock_guard<std::mutex> lock(results_.mu);
+      if (results_.first_error.empty()) {
+        results_.first_error =
+            absl::StrCat("grpc ", code, ": ", status.error_message());
+      }
+    }
     if (status.ok()) {
       results_.total_ok.fetch_add(1, std::memory_order_relaxed);
       if (in) {
@@ -474,6 +488,13 @@ int RunHold() {
   for (StreamCall* c : calls) {
     if (!c->done()) ++open_at_end;
   }
+  std::string ended_early;  // status codes of streams that ended by themselves
+  for (int code = 0; code < 17; ++code) {
+    const int64_t n = results.by_code[code].load();
+    if (n > 0)
+      absl::StrAppend(&ended_early, ended_early.empty() ? "" : ",", "\"", code,
+                      "\":", n);
+  }
   for (StreamCall* c : calls) c->Cancel();
   const bool drained = WaitDrained(results, absl::GetFlag(FLAGS_drain_s));
   std::printf(
@@ -482,7 +503,7 @@ int RunHold() {
       "\"chunks_during_hold\":%lld,\"chunks_per_s\":%.1f,"
       "\"rss_kib_max\":%lld,\"threads_max\":%lld,\"rss_kib_last\":%lld,"
       "\"threads_last\":%lld,\"ttft_us\":%s,\"drained\":%s,"
-      "\"first_error\":\"%s\"}\n",
+      "\"ended_before_cancel\":{%s},\"first_error\":\"%s\"}\n",
       JsonEscape(absl::GetFlag(FLAGS_target)).c_str(), n,
       static_cast<double>(opened_at - window.start) / 1e9,
       static_cast<long long>(open_at_end),
@@ -492,7 +513,7 @@ int RunHold() {
       static_cast<long long>(rss_max), static_cast<long long>(threads_max),
       static_cast<long long>(rss_last), static_cast<long long>(threads_last),
       HistJson(results.ttft).c_str(), drained ? "true" : "false",
-      JsonEscape(results.first_error).c_str());
+      ended_early.c_str(), JsonEscape(results.first_error).c_str());
   std::fflush(stdout);
   if (!drained) _exit(0);
   for (StreamCall* c : calls) delete c;
