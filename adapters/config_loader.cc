@@ -175,7 +175,8 @@ std::optional<ConfigNode> LoadDirectory(const std::string& dir,
   }
   CheckTopLevelKeys(
       *registry,
-      {"version", "providers", "models", "task_groups", "pools", "defaults"},
+      {"version", "providers", "models", "task_groups", "pools", "defaults",
+       "auth", "limits"},
       "the registry lists files and holds defaults", problems);
   if (const ConfigNode* version = registry->Find("version")) {
     if (!version->IsScalar() || version->scalar != "1") {
@@ -192,6 +193,12 @@ std::optional<ConfigNode> LoadDirectory(const std::string& dir,
     for (ConfigMapEntry& entry : registry->entries) {
       if (entry.key == "defaults")
         combined.entries.back().key_location = entry.key_location;
+    }
+  }
+  // Global sections held by the registry itself.
+  for (const char* key : {"auth", "limits"}) {
+    for (const ConfigMapEntry& entry : registry->entries) {
+      if (entry.key == key) combined.entries.push_back(entry);
     }
   }
   for (const Section& section : kSections) {

@@ -644,6 +644,100 @@ const ConfigNode* DefaultsFor(const ConfigNode* defaults, const char* key) {
   return node != nullptr && node->IsMap() ? node : nullptr;
 }
 
+// `auth:`: client tokens (hashed), their targets and limits.
+void DecodeAuth(const ConfigNode* node, const std::string& path,
+                const NameIndex& names, Problems* problems, AuthConfig* out) {
+  MapReader r(node, path, problems);
+  if (!r.present()) return;
+  r.Bool("enabled", &out->enabled);
+  r.Bool("protect_status", &out->protect_status);
+  std::map<std::string, std::string> hashes;  // sha256 -> token name
+  out->tokens = DecodeSection<ClientTokenConfig>(
+      r.List("tokens"), r.Path("tokens"), nullptr, "token", "name", problems,
+      [&](const ConfigNode& item, const std::string& item_path,
+          ClientTokenConfig* token) {
+        MapReader t(&item, item_path, problems);
+        t.Name("name", &token->name, "the token's name, shown in logs");
+        if (t.String("sha256", &token->sha256)) {
+          token->sha256 = absl::AsciiStrToLower(token->sha256);
+          const bool hex =
+              token->sha256.size() == 64 &&
+              std::all_of(token->sha256.begin(), token->sha256.end(),
+                          [](char c) { return absl::ascii_isxdigit(c); });
+          if (!hex) {
+            // Never echo the value: it may be a token pasted by mistake.
+            t.Problem(t.ValueLocation("sha256"), "sha256",
+                      "expected 64 hex digits (the SHA-256 of the token, "
+                      "e.g. from `printf %s TOKEN | sha256sum`)");
+          } else {
+            auto [it, inserted] = hashes.emplace(token->sha256, token->name);
+            if (!inserted) {
+              t.Problem(t.ValueLocation("sha256"), "sha256",
+                        absl::StrCat("the same token hash as token '",
+                                     it->second, "'"));
+            }
+          }
+        } else if (t.Get("sha256") == nullptr) {
+          t.Missing("sha256", "hex SHA-256 of the token");
+        }
+        std::vector<SourceLocation> where;
+        t.StringList("allowed_targets", &token->allowed_targets, &where);
+        for (size_t i = 0; i < token->allowed_targets.size(); ++i) {
+          const std::string& target = token->allowed_targets[i];
+          if (target.empty()) {
+            problems->push_back(
+                {where[i], absl::StrCat(t.Path("allowed_targets"), "[", i, "]"),
+                 "empty target"});
+            continue;
+          }
+          const size_t star = target.find('*');
+          if (star != std::string::npos) {
+            if (star != target.size() - 1) {
+              problems->push_back(
+                  {where[i],
+                   absl::StrCat(t.Path("allowed_targets"), "[", i, "]"),
+                   absl::StrCat("'*' is only allowed at the end (a prefix "
+                                "glob), got '",
+                                target, "'")});
+            }
+            continue;
+          }
+          const std::string group = target.substr(0, target.find('.'));
+          if (names.pools.count(target) == 0 &&
+              names.task_groups.count(group) == 0) {
+            std::vector<std::string> candidates = Keys(names.pools);
+            for (const std::string& g : Keys(names.task_groups)) {
+              candidates.push_back(g);
+            }
+            UnknownReference(
+                problems, where[i],
+                absl::StrCat(t.Path("allowed_targets"), "[", i, "]"), "target",
+                target, candidates);
+          }
+        }
+        t.Bool("admin", &token->admin);
+        t.Int("requests_per_minute", &token->requests_per_minute, 0);
+        t.Int("tokens_per_minute", &token->tokens_per_minute, 0);
+      });
+  if (out->enabled && out->tokens.empty()) {
+    r.Problem(r.location(), "tokens",
+              "auth is enabled but lists no tokens: every call would be "
+              "refused");
+  }
+}
+
+// `limits:`: per-request caps shared by both fronts.
+void DecodeLimits(const ConfigNode* node, const std::string& path,
+                  Problems* problems, LimitsConfig* out) {
+  MapReader r(node, path, problems);
+  if (!r.present()) return;
+  r.Int("max_messages", &out->max_messages, 0);
+  r.Int("max_content_bytes", &out->max_content_bytes, 0);
+  r.Int("max_metadata_entries", &out->max_metadata_entries, 0);
+  r.Int("max_metadata_bytes", &out->max_metadata_bytes, 0);
+  r.Int("max_tokens", &out->max_tokens, 0);
+}
+
 struct Decoder {
   Problems* problems = nullptr;
   NameIndex names;
@@ -1118,6 +1212,8 @@ GatewayConfig DecodeGatewayConfig(const ConfigNode& root, Problems* problems) {
       [&](const ConfigNode& n, const std::string& p, PoolConfig* out) {
         d.DecodePool(n, p, config.task_groups, out);
       });
+  DecodeAuth(r.Map("auth"), "auth", d.names, problems, &config.auth);
+  DecodeLimits(r.Map("limits"), "limits", problems, &config.limits);
   if (config.pools.empty() && problems->empty()) {
     problems->push_back(
         {root.location, "pools", "the configuration defines no pools"});

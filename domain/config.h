@@ -223,11 +223,54 @@ struct PoolConfig {
 
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// Client authentication and request limits (both fronts)
+
+struct ClientTokenConfig {
+  std::string name;  // shown in logs and errors instead of the token
+  // Lower-case hex of the SHA-256 of the token (64 characters); the token
+  // itself is never in the config.
+  std::string sha256;
+  // Targets (pools, task groups, "group.echelon") this token may call:
+  // exact names or "prefix*" globs; "*" allows every target. Empty allows
+  // none (an admin-only token).
+  std::vector<std::string> allowed_targets;
+  // May call the admin RPCs (ReloadConfig).
+  bool admin = false;
+  // This token's own limits across all targets; 0 = none. Tokens per
+  // minute count the estimated prompt plus max_tokens of each request.
+  int64_t requests_per_minute = 0;
+  int64_t tokens_per_minute = 0;
+};
+
+struct AuthConfig {
+  // Off: every caller is anonymous and may call everything.
+  bool enabled = false;
+  std::vector<ClientTokenConfig> tokens;
+  // Whether the status RPCs (GetPoolStatus, GetTaskGroupStatus,
+  // ListTargets) need a valid token too (any token; no target check).
+  bool protect_status = true;
+};
+
+// Caps on one request, checked at both fronts before any routing; a
+// violation is INVALID_ARGUMENT without an upstream call. 0 = no cap.
+struct LimitsConfig {
+  int64_t max_messages = 1024;
+  int64_t max_content_bytes = 1 << 20;  // all message text, parts, tools
+  int64_t max_metadata_entries = 64;    // request metadata + call headers
+  int64_t max_metadata_bytes = 16 << 10;
+  // Largest max_tokens a request may ask for; 0 = the largest
+  // max_output_tokens in the model catalogue.
+  int64_t max_tokens = 0;
+};
+
 struct GatewayConfig {
   std::vector<ProviderConfig> providers;
   std::vector<ModelConfig> models;
   std::vector<TaskGroupConfig> task_groups;
   std::vector<PoolConfig> pools;
+  AuthConfig auth;
+  LimitsConfig limits;
 };
 
 }  // namespace echelon
