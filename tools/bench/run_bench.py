@@ -636,14 +636,23 @@ def write_markdown(path, args, rows, tgts, mach, pinning, started, elapsed, note
            "intended send time (no coordinated omission). `(abs)` rows are "
            "absolute (direct itself; the echo server has no upstream). "
            "`saturated`: the closed-loop throughput was below that rate, so "
-           "the open-loop run was skipped.",
+           "the open-loop run was skipped. A negative value means the row's "
+           "tail came out below direct's: noise, at that percentile the two "
+           "runs are not distinguishable.",
            "- CPU s / 1k req: user+system CPU of the system's own process(es) "
            "(`/proc/<pid>/stat`) during the closed-loop run, per 1,000 "
            "completed requests; for `direct` it is the simulator's CPU. "
            "CPU s / 1k chunks: the same during the stream run, per 1,000 "
            "streamed messages received.",
            "- Peak RSS: `VmHWM` after the row's runs (nginx: master + worker).",
-           "- Added TTFT: time to the first streamed message minus direct's.",
+           "- Added TTFT: time to the first streamed message minus direct's "
+           "(`@N/s`: a system slower than the stream rate ran at half its "
+           "unary throughput).",
+           "- 10k streams: `loadgen --mode=grpc_hold` opens the streams at "
+           "2,000/s over 16 channels against a simulator that sends 1 token "
+           "per second, samples the gateway's `VmRSS` and `Threads` every "
+           "0.5 s while holding, and counts chunks; the simulator's `/_stats` "
+           "gives the upstream streams it serves mid-hold.",
            ""]
     md += ["## Targets (issue 8)", "", "| Target | Measured | Verdict |", "|---|---|---|"]
     for t in tgts:

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -67,8 +68,9 @@ ABSL_FLAG(int, max_outstanding, 4000,
           "Open loop: a send due while this many calls are in flight is "
           "skipped and counted as dropped.");
 ABSL_FLAG(int, http_connections, 128,
-          "HTTP open loop: most connections (calls beyond wait in libcurl's "
-          "queue, still timed from their intended send time).");
+          "HTTP open loop: most calls (= connections) in flight; calls due "
+          "beyond wait in the load generator's own FIFO, still timed from "
+          "their intended send time.");
 ABSL_FLAG(int, streams, 10000, "grpc_hold: streams to open.");
 ABSL_FLAG(double, open_rate, 2000, "grpc_hold: streams opened per second.");
 ABSL_FLAG(double, hold_s, 10, "grpc_hold: seconds to hold them all open.");
@@ -552,13 +554,6 @@ class HttpDriver {
     curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &HttpDriver::TimerCb);
     curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 20000L);
-    // HTTP/1.1 has one call per connection; an open loop that opened a new
-    // connection for every queued call would measure connection setup.
-    const int conns = std::max(1, absl::GetFlag(FLAGS_http_connections));
-    if (absl::GetFlag(FLAGS_rate) > 0) {
-      curl_multi_setopt(multi_, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-                        static_cast<long>(conns));
-    }
     headers_ = curl_slist_append(headers_, "Content-Type: application/json");
     headers_ = curl_slist_append(headers_, "Expect:");
     for (absl::string_view h : absl::StrSplit(absl::GetFlag(FLAGS_headers), '|',
@@ -603,8 +598,13 @@ class HttpDriver {
       int64_t now = NowNs();
       if (!closed) {
         while (next_send <= now && next_send < window_.end) {
-          if (in_flight_ >= max_out) {
+          if (in_flight_ + static_cast<int>(queue_.size()) >= max_out) {
             if (window_.Contains(next_send)) results_.dropped.fetch_add(1);
+          } else if (in_flight_ >= max_conns_) {
+            // HTTP/1.1 carries one call per connection; queue here rather
+            // than open a connection per late call (or use libcurl's
+            // pending list, which is rescanned on every completion).
+            queue_.push_back(next_send);
           } else {
             Launch(next_send);
           }
@@ -621,7 +621,7 @@ class HttpDriver {
         curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
       }
       Reap(closed);
-      if (send_done_ != 0 && in_flight_ == 0) break;
+      if (send_done_ != 0 && in_flight_ == 0 && queue_.empty()) break;
       if (now > hard_stop) {
         std::fprintf(stderr, "loadgen: %d HTTP calls still in flight\n",
                      in_flight_);
@@ -792,7 +792,13 @@ class HttpDriver {
         results_.Error(absl::StrCat("HTTP ", code), in);
       }
       idle_.push_back(call);
-      if (closed && now < window_.end) Launch(now);
+      if (closed && now < window_.end) {
+        Launch(now);
+      } else if (!queue_.empty()) {
+        const int64_t intended = queue_.front();
+        queue_.pop_front();
+        Launch(intended);
+      }
     }
   }
 
@@ -810,6 +816,8 @@ class HttpDriver {
   std::string body_;
   std::vector<Call*> idle_;
   std::vector<Call*> all_;
+  std::deque<int64_t> queue_;  // open loop: intended times waiting to go
+  int max_conns_ = std::max(1, absl::GetFlag(FLAGS_http_connections));
 };
 
 int RunHttp(bool stream) {
