@@ -142,8 +142,10 @@ void Pool::Refresh(Member* m, absl::Time now) {
 
 Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
                          const std::function<bool(const Instance&)>& accept,
-                         absl::Time* earliest, absl::Time* earliest_cooldown) {
+                         absl::Time* earliest, absl::Time* earliest_cooldown,
+                         bool* at_capacity) {
   Member* chosen = nullptr;
+  bool capacity = false;
   absl::Time soonest = absl::InfiniteFuture();
   absl::Time soonest_cooldown = absl::InfiniteFuture();
   {
@@ -170,6 +172,7 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
         if (why == "rate_limit_cooldown") {
           soonest_cooldown = std::min(soonest_cooldown, t);
         }
+        if (why == "max_concurrency") capacity = true;
         continue;
       }
       (m->health == InstanceHealth::kDegraded ? degraded : preferred)
@@ -193,6 +196,7 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
       }
       soonest = std::min(soonest, now + wait);
       soonest_cooldown = std::min(soonest_cooldown, now + wait);
+      capacity = true;  // the instance's own RPM/TPM limit
       set.erase(set.begin() + static_cast<std::ptrdiff_t>(i));
     }
     if (chosen != nullptr) {
@@ -205,6 +209,9 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
   if (chosen == nullptr && earliest != nullptr) *earliest = soonest;
   if (chosen == nullptr && earliest_cooldown != nullptr) {
     *earliest_cooldown = soonest_cooldown;
+  }
+  if (chosen == nullptr && at_capacity != nullptr && capacity) {
+    *at_capacity = true;
   }
   return chosen;
 }
@@ -443,6 +450,12 @@ PoolStatusView Pool::GetStatus(absl::Time now) const {
     i.health = EffectiveHealth(*m, now);
     i.breaker = m->breaker.PeekPhase(now);
     i.cooldown_until = std::max(s.cooldown_until, s.disabled_until);
+    // An ejection with a known end is a cooldown too (a probe-gated one,
+    // InfiniteFuture, shows only as UNHEALTHY).
+    if (i.health == InstanceHealth::kUnhealthy &&
+        m->ejected_until != absl::InfiniteFuture() && m->ejected_until > now) {
+      i.cooldown_until = std::max(i.cooldown_until, m->ejected_until);
+    }
     i.in_flight = s.stats.in_flight;
     i.ewma_latency = s.stats.latency.value();
     i.ewma_ttft = s.stats.ttft.value();

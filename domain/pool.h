@@ -94,10 +94,14 @@ class Pool {
   // (ejection, breaker, cooldown, limits; InfiniteFuture if unknown) and
   // `*earliest_cooldown` (may be null) the soonest end of a rate-limit
   // cooldown or instance limit, the only waits worth spending in-request.
+  // `*at_capacity` (may be null) is set when an otherwise eligible instance
+  // was passed over only for its own concurrency or rate limits, so the
+  // caller can answer RESOURCE_EXHAUSTED rather than UNAVAILABLE.
   // Every non-null pick must be followed by exactly one Report().
   Member* Pick(absl::Time now, int64_t tokens,
                const std::function<bool(const Instance&)>& accept,
-               absl::Time* earliest, absl::Time* earliest_cooldown = nullptr);
+               absl::Time* earliest, absl::Time* earliest_cooldown = nullptr,
+               bool* at_capacity = nullptr);
 
   struct Outcome {
     UpstreamError error;  // error_class kNone for success

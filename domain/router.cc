@@ -229,6 +229,8 @@ class RouteCall : public RequestHandle,
   int stage_retries_ = 0;
   std::set<std::string> tried_instances_;
   absl::Time no_instance_until_ = absl::InfiniteFuture();
+  // Some instance was passed over only for its own concurrency/rate limits.
+  bool at_capacity_ = false;
 
   // The attempt in flight.
   Pool* attempt_pool_ = nullptr;
@@ -809,10 +811,11 @@ void RouteCall::TryAttempt(bool waited) {
   auto untried = [this, &capable](const Instance& i) {
     return tried_instances_.count(i.name()) == 0 && capable(i);
   };
-  Pool::Member* m = pool->Pick(now, tokens, untried, &earliest, &cooldown);
+  Pool::Member* m =
+      pool->Pick(now, tokens, untried, &earliest, &cooldown, &at_capacity_);
   if (m == nullptr && !tried_instances_.empty()) {
     absl::Time e2 = absl::InfiniteFuture(), c2 = absl::InfiniteFuture();
-    m = pool->Pick(now, tokens, capable, &e2, &c2);
+    m = pool->Pick(now, tokens, capable, &e2, &c2, &at_capacity_);
     earliest = std::min(earliest, e2);
     cooldown = std::min(cooldown, c2);
   }
@@ -1312,6 +1315,12 @@ void RouteCall::FinishExhausted() {
     if (no_instance_until_ != absl::InfiniteFuture() &&
         no_instance_until_ > now) {
       resp_.retry_after = no_instance_until_ - now;
+    }
+    if (at_capacity_) {
+      Finish(absl::ResourceExhaustedError(
+          absl::StrCat("every instance for target '", req_.target,
+                       "' is at its concurrency or rate limit")));
+      return;
     }
     Finish(absl::UnavailableError(
         absl::StrCat("no available instance for target '", req_.target, "'")));

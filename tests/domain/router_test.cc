@@ -941,8 +941,26 @@ TEST_F(RouterTest, InstanceMaxConcurrencyKeepsBusyInstanceOut) {
   Build();
   Run(MakeRoute("m2"), absl::Seconds(1));
   RecordingSink& s = Run(MakeRoute("m2"), absl::Seconds(1));
-  EXPECT_EQ(s.status.code(), absl::StatusCode::kUnavailable);
+  // Overflow of the instance's own limit is a limit, not an outage.
+  EXPECT_EQ(s.status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(provider_->call_count(), 1u);
+}
+
+TEST_F(RouterTest, PoolStatusShowsEjectionEndAsCooldown) {
+  Group().health.passive.consecutive_failures = 1;
+  Group().health.passive.jitter = 0;
+  Group().health.passive.base_ejection_time = absl::Seconds(30);
+  provider_->Script(Url("m1", "a"),
+                    FakeProvider::Fail(ErrorClass::kServerError));
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  Build();
+  Run(MakeRoute("fast"));
+  auto st = router_->GetTaskGroupStatus("fast");
+  ASSERT_TRUE(st.ok());
+  const InstanceStatusView& a = (*st)[0].echelons[0].instances[0];
+  ASSERT_EQ(a.health, InstanceHealth::kUnhealthy);
+  EXPECT_GT(a.cooldown_until, loop_.Now() + absl::Seconds(20));
+  EXPECT_LE(a.cooldown_until, loop_.Now() + absl::Seconds(31));
 }
 
 // --- Reload ------------------------------------------------------------------

@@ -115,7 +115,7 @@ TEST_F(FaultTimingTest, EchelonConcurrencyLimitCapsUpstreamAndRejectsFast) {
 // UNAVAILABLE within ~1 ms; the cap itself held (max_active <= 2, in_flight
 // back to 0).
 TEST_F(FaultTimingTest,
-       DISABLED_InstanceConcurrencyLimitCapsUpstreamAndRejectsFast) {
+       InstanceConcurrencyLimitCapsUpstreamAndRejectsFast) {
   ExpectConcurrencyCapped(*gw_, "conc-pool", "s6i");
   auto pool = gw_->PoolStatus("conc-pool");
   ASSERT_TRUE(pool.ok()) << pool.status();
