@@ -28,6 +28,10 @@ struct HttpClient::Transfer {
   bool headers_delivered = false;
   bool in_multi = false;
   bool cancelled = false;
+  // Set once a connection (new or reused) is ready and the request is about
+  // to be sent: a first-byte timeout after that is the upstream's, not the
+  // connect's.
+  bool connected = false;
   int64_t body_bytes = 0;
   absl::Time last_data;
   EventLoop::TimerId first_byte_timer = EventLoop::kNoTimer;
@@ -67,6 +71,13 @@ ErrorClass ClassifyCurlCode(CURLcode code, CURL* easy) {
 }
 
 }  // namespace
+
+// libcurl calls this when the connection (new or reused) is ready, just
+// before the request is sent.
+int HttpClient::PrereqCallback(void* clientp, char*, char*, int, int) {
+  static_cast<Transfer*>(clientp)->connected = true;
+  return CURL_PREREQFUNC_OK;
+}
 
 const std::string* HttpHeaders::Find(absl::string_view name) const {
   for (const auto& [key, value] : entries) {
@@ -162,6 +173,8 @@ HttpClient::RequestId HttpClient::Start(HttpRequest request,
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &HttpClient::HeaderCallback);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpClient::WriteCallback);
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, &HttpClient::PrereqCallback);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, &t);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
   if (t.request.method == "GET") {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
@@ -189,10 +202,8 @@ HttpClient::RequestId HttpClient::Start(HttpRequest request,
       auto it = transfers_.find(id);
       if (it == transfers_.end()) return;
       it->second->first_byte_timer = EventLoop::kNoTimer;
-      curl_off_t connect_us = 0;
-      curl_easy_getinfo(it->second->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-      FailWithTimeout(id, connect_us == 0 ? ErrorClass::kTimeoutConnect
-                                          : ErrorClass::kTimeoutFirstToken);
+      FailWithTimeout(id, it->second->connected ? ErrorClass::kTimeoutFirstToken
+                                                : ErrorClass::kTimeoutConnect);
     });
   }
   if (t.request.deadline != absl::InfiniteFuture()) {

@@ -120,6 +120,8 @@ class HttpClient {
   static int TimerCallback(void* multi, long timeout_ms, void* clientp);
   static size_t HeaderCallback(char* data, size_t size, size_t n, void* userp);
   static size_t WriteCallback(char* data, size_t size, size_t n, void* userp);
+  static int PrereqCallback(void* clientp, char* primary_ip, char* local_ip,
+                            int primary_port, int local_port);
 
   void OnSocketEvent(int fd, uint32_t events);
   void OnCurlTimer();

@@ -117,7 +117,7 @@ TEST_P(FaultCatalogueTest, FaultyPrimaryIsCountedAndBackupServes) {
 // and echelon_upstream_attempts_total{outcome="timeout_connect"} although
 // the connection was up; expected "timeout_first_token".
 TEST_F(FaultCatalogueTest,
-       DISABLED_UnaryStallOnReusedConnectionIsFirstTokenTimeout) {
+       UnaryStallOnReusedConnectionIsFirstTokenTimeout) {
   // Leave an idle keep-alive connection to the simulator in the pool.
   grpc::ClientContext ctx;
   SetDeadline(&ctx, absl::Seconds(20));
