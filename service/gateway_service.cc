@@ -211,6 +211,32 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::StreamChunk>,
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
 };
 
+// The client token of a call: `authorization: Bearer <token>`, else
+// `x-api-key`.
+std::string CallToken(const grpc::CallbackServerContext* context) {
+  const auto& md = context->client_metadata();
+  absl::string_view authorization;
+  absl::string_view api_key;
+  auto a = md.find("authorization");
+  if (a != md.end())
+    authorization = absl::string_view(a->second.data(), a->second.size());
+  auto k = md.find("x-api-key");
+  if (k != md.end())
+    api_key = absl::string_view(k->second.data(), k->second.size());
+  return ExtractToken(authorization, api_key);
+}
+
+// Entries and key+value bytes of a call's metadata.
+void MetadataSize(const grpc::CallbackServerContext* context, int64_t* entries,
+                  int64_t* bytes) {
+  *entries = 0;
+  *bytes = 0;
+  for (const auto& [key, value] : context->client_metadata()) {
+    ++*entries;
+    *bytes += static_cast<int64_t>(key.size() + value.size());
+  }
+}
+
 std::string RandomPrefix() {
   absl::BitGen gen;
   return absl::StrFormat("%08x", absl::Uniform<uint32_t>(gen));
@@ -218,10 +244,66 @@ std::string RandomPrefix() {
 
 }  // namespace
 
-GatewayService::GatewayService(RouterHolder& routers, ReloadFn reload)
+GatewayService::GatewayService(RouterHolder& routers, ReloadFn reload,
+                               LogFn log)
     : routers_(routers),
       reload_(std::move(reload)),
+      log_(std::move(log)),
+      policy_(std::make_shared<const EdgePolicy>()),
       id_prefix_(RandomPrefix()) {}
+
+void GatewayService::SetPolicy(std::shared_ptr<const EdgePolicy> policy) {
+  absl::MutexLock lock(&policy_mu_);
+  policy_ = std::move(policy);
+}
+
+std::shared_ptr<const EdgePolicy> GatewayService::Policy() const {
+  absl::MutexLock lock(&policy_mu_);
+  return policy_;
+}
+
+void GatewayService::LogDenied(const char* rpc, absl::string_view client,
+                               const absl::Status& status) {
+  if (!log_) return;
+  log_(absl::StrCat("refused ", rpc, " client=", client.empty() ? "-" : client,
+                    " code=", absl::StatusCodeToString(status.code()), ": ",
+                    status.message()));
+}
+
+absl::Status GatewayService::Admit(grpc::CallbackServerContext* context,
+                                   const v1::ExecuteRequest& request,
+                                   bool stream, RouteRequest* out,
+                                   absl::Duration* retry_after) {
+  const char* rpc = stream ? "Stream" : "Execute";
+  std::shared_ptr<const EdgePolicy> policy = Policy();
+  int64_t entries = 0;
+  int64_t bytes = 0;
+  MetadataSize(context, &entries, &bytes);
+  const std::string token = CallToken(context);
+  Principal principal;
+  absl::Status s = AdmitCall(*policy, token, entries, bytes, &principal);
+  if (s.ok()) {
+    s = MakeRouteRequest(request, stream, context, NextRequestId(), out);
+  }
+  if (s.ok()) {
+    s = AdmitRequest(*policy, token, out->target, *out->request, &principal,
+                     retry_after);
+  }
+  if (!s.ok()) LogDenied(rpc, principal.name, s);
+  return s;
+}
+
+absl::Status GatewayService::AdmitControl(grpc::CallbackServerContext* context,
+                                          const char* rpc, bool admin) {
+  std::shared_ptr<const EdgePolicy> policy = Policy();
+  if (policy->auth == nullptr) return absl::OkStatus();
+  Principal principal;
+  const std::string token = CallToken(context);
+  absl::Status s = admin ? policy->auth->CheckAdmin(token, &principal)
+                         : policy->auth->CheckStatus(token, &principal);
+  if (!s.ok()) LogDenied(rpc, principal.name, s);
+  return s;
+}
 
 std::string GatewayService::NextRequestId() {
   return absl::StrCat(id_prefix_, "-",
@@ -232,11 +314,12 @@ grpc::ServerUnaryReactor* GatewayService::Execute(
     grpc::CallbackServerContext* context, const v1::ExecuteRequest* request,
     v1::ExecuteResponse* response) {
   RouteRequest req;
-  absl::Status s = MakeRouteRequest(*request, /*stream=*/false, context,
-                                    NextRequestId(), &req);
+  absl::Duration retry_after = absl::ZeroDuration();
+  absl::Status s =
+      Admit(context, *request, /*stream=*/false, &req, &retry_after);
   if (!s.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(s));
+    reactor->Finish(ToGrpcStatus(s, retry_after, context));
     return reactor;
   }
   auto* reactor = new ExecuteReactor(context, response);
@@ -248,10 +331,13 @@ grpc::ServerWriteReactor<v1::StreamChunk>* GatewayService::Stream(
     grpc::CallbackServerContext* context, const v1::ExecuteRequest* request) {
   auto* reactor = new StreamReactor(context);
   RouteRequest req;
-  absl::Status s = MakeRouteRequest(*request, /*stream=*/true, context,
-                                    NextRequestId(), &req);
+  absl::Duration retry_after = absl::ZeroDuration();
+  absl::Status s =
+      Admit(context, *request, /*stream=*/true, &req, &retry_after);
   if (!s.ok()) {
-    reactor->OnComplete(s, RoutedResponse());
+    RoutedResponse refused;
+    refused.retry_after = retry_after;
+    reactor->OnComplete(s, std::move(refused));
     return reactor;
   }
   reactor->Begin(routers_.Get(), std::move(req));
@@ -263,6 +349,11 @@ grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(
     const v1::GetPoolStatusRequest* request,
     v1::GetPoolStatusResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status admitted = AdmitControl(context, "GetPoolStatus", false);
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(admitted));
+    return reactor;
+  }
   auto pools = routers_.Get()->GetPoolStatus(request->pool());
   if (!pools.ok()) {
     reactor->Finish(ToGrpcStatus(pools.status()));
@@ -278,6 +369,11 @@ grpc::ServerUnaryReactor* GatewayService::GetTaskGroupStatus(
     const v1::GetTaskGroupStatusRequest* request,
     v1::GetTaskGroupStatusResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status admitted = AdmitControl(context, "GetTaskGroupStatus", false);
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(admitted));
+    return reactor;
+  }
   auto groups = routers_.Get()->GetTaskGroupStatus(request->task_group());
   if (!groups.ok()) {
     reactor->Finish(ToGrpcStatus(groups.status()));
@@ -293,10 +389,15 @@ grpc::ServerUnaryReactor* GatewayService::GetTaskGroupStatus(
 grpc::ServerUnaryReactor* GatewayService::ListTargets(
     grpc::CallbackServerContext* context, const v1::ListTargetsRequest*,
     v1::ListTargetsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status admitted = AdmitControl(context, "ListTargets", false);
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(admitted));
+    return reactor;
+  }
   for (const TargetView& t : routers_.Get()->ListTargets()) {
     ToProto(t, response->add_targets());
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -308,6 +409,11 @@ grpc::ServerUnaryReactor* GatewayService::ReloadConfig(
   if (!reload_) {
     reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                  "admin RPCs are disabled (--admin_rpcs)"));
+    return reactor;
+  }
+  absl::Status admitted = AdmitControl(context, "ReloadConfig", true);
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(admitted));
     return reactor;
   }
   ReloadOutcome outcome = reload_();

@@ -9,7 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "adapters/auth_policy.h"
 #include "echelon/v1/gateway.grpc.pb.h"
 #include "service/router_holder.h"
 
@@ -28,8 +32,22 @@ class GatewayService final : public v1::Gateway::CallbackService {
   // disables the ReloadConfig RPC (FAILED_PRECONDITION).
   using ReloadFn = std::function<ReloadOutcome()>;
 
-  // `routers` must outlive the service.
-  explicit GatewayService(RouterHolder& routers, ReloadFn reload = nullptr);
+  // Writes a line about a refused call (auth, limits); any thread. The
+  // line names the client by its token's name, never the token.
+  using LogFn = std::function<void(absl::string_view line)>;
+
+  // `routers` must outlive the service. Until SetPolicy(), calls are
+  // checked against the default limits and not authenticated.
+  explicit GatewayService(RouterHolder& routers, ReloadFn reload = nullptr,
+                          LogFn log = nullptr);
+
+  // Installs the checks of a (re)loaded config. Thread-safe.
+  void SetPolicy(std::shared_ptr<const EdgePolicy> policy)
+      ABSL_LOCKS_EXCLUDED(policy_mu_);
+  // The policy in force (never null). Thread-safe and cheap (a short lock),
+  // so the HTTP front may call it on the loop thread for every request.
+  std::shared_ptr<const EdgePolicy> Policy() const
+      ABSL_LOCKS_EXCLUDED(policy_mu_);
 
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
                                     const v1::ExecuteRequest* request,
@@ -61,9 +79,24 @@ class GatewayService final : public v1::Gateway::CallbackService {
 
  private:
   std::string NextRequestId();
+  // Metadata caps and authentication of a routed call, then decoding, the
+  // request caps, the target check and the client's limits. On success
+  // fills `*out`; else returns the status to finish with (and the retry
+  // hint in `*retry_after`).
+  absl::Status Admit(grpc::CallbackServerContext* context,
+                     const v1::ExecuteRequest& request, bool stream,
+                     RouteRequest* out, absl::Duration* retry_after);
+  // Authentication of a status (`admin` false) or admin RPC.
+  absl::Status AdmitControl(grpc::CallbackServerContext* context,
+                            const char* rpc, bool admin);
+  void LogDenied(const char* rpc, absl::string_view client,
+                 const absl::Status& status);
 
   RouterHolder& routers_;
   ReloadFn reload_;
+  LogFn log_;
+  mutable absl::Mutex policy_mu_;
+  std::shared_ptr<const EdgePolicy> policy_ ABSL_GUARDED_BY(policy_mu_);
   const std::string id_prefix_;  // random per process
   std::atomic<uint64_t> next_id_{1};
 };

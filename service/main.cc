@@ -40,6 +40,17 @@ ABSL_FLAG(absl::Duration, keepalive_time, absl::Minutes(2),
           "Interval of server keepalive pings on idle connections.");
 ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
           "A connection whose ping is not answered within this is closed.");
+ABSL_FLAG(std::string, grpc_tls_cert, "",
+          "PEM certificate chain for TLS on the gRPC listener (with "
+          "--grpc_tls_key); empty serves plaintext.");
+ABSL_FLAG(std::string, grpc_tls_key, "",
+          "PEM private key for --grpc_tls_cert.");
+ABSL_FLAG(std::string, grpc_tls_client_ca, "",
+          "PEM CA bundle; when set, gRPC clients must present a certificate "
+          "signed by it (mutual TLS).");
+ABSL_FLAG(std::string, upstream_ca_file, "",
+          "PEM CA bundle trusted for https:// upstreams instead of the "
+          "system store.");
 ABSL_FLAG(std::string, check_config, "",
           "Validate this config directory or file, print every problem, and "
           "exit (0 when valid) without serving.");
@@ -87,6 +98,10 @@ int main(int argc, char** argv) {
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   options.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
   options.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  options.grpc_tls_cert = absl::GetFlag(FLAGS_grpc_tls_cert);
+  options.grpc_tls_key = absl::GetFlag(FLAGS_grpc_tls_key);
+  options.grpc_tls_client_ca = absl::GetFlag(FLAGS_grpc_tls_client_ca);
+  options.upstream_ca_file = absl::GetFlag(FLAGS_upstream_ca_file);
   auto server = echelon::Server::Create(options);
   if (!server.ok()) {
     std::cerr << "echelond: " << server.status().message() << "\n";

@@ -43,6 +43,15 @@ struct ServerOptions {
   absl::Duration keepalive_time = absl::Minutes(2);
   absl::Duration keepalive_timeout = absl::Seconds(20);
   absl::Duration min_client_ping_interval = absl::Seconds(10);
+  // TLS on the gRPC listener: PEM certificate chain and key (both or
+  // neither; empty = plaintext). With a client CA, clients must present a
+  // certificate it signed (mutual TLS).
+  std::string grpc_tls_cert;
+  std::string grpc_tls_key;
+  std::string grpc_tls_client_ca;
+  // PEM CA bundle trusted for https:// upstreams instead of the system
+  // store (upstream certificates are always verified).
+  std::string upstream_ca_file;
   // How often grpc.health.v1 per-target status is recomputed.
   absl::Duration health_interval = absl::Seconds(1);
 };
