@@ -4,8 +4,10 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace echelon {
@@ -76,6 +78,56 @@ bool Convert(const YAML::Node& in, const std::string& file,
   return true;
 }
 
+// Records where each document of a YAML stream starts; builds nothing.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts.push_back(mark);
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  std::vector<YAML::Mark> starts;
+};
+
+// Loads the first document of `text` into `*first` (left empty when there is
+// none) and sets `*second` to where a second document starts, if any.
+// Throws what yaml-cpp throws. Not YAML::LoadAll: yaml-cpp 0.7's LoadAll
+// never returns on some malformed streams (a lone ",", found by
+// tests/fuzz/config_loader_fuzzer.cc): its parser keeps reporting a new empty
+// document without consuming a token and LoadAll appends a node per round
+// until memory runs out (jbeder/yaml-cpp#1040, fixed upstream by #1319).
+// Here at most two document starts are read, and a second document starting
+// where the first did is that case, reported as a syntax error.
+void LoadFirstDocument(const std::string& text,
+                       std::optional<YAML::Node>* first,
+                       std::optional<YAML::Mark>* second) {
+  DocumentStarts handler;
+  {
+    std::istringstream stream(text);
+    YAML::Parser parser(stream);
+    while (handler.starts.size() < 2 && parser.HandleNextDocument(handler)) {
+    }
+  }
+  if (handler.starts.empty()) return;
+  if (handler.starts.size() == 2) {
+    if (handler.starts[1].pos == handler.starts[0].pos) {
+      throw YAML::ParserException(handler.starts[0], "unexpected token");
+    }
+    *second = handler.starts[1];
+  }
+  *first = YAML::Load(text);
+}
+
 }  // namespace
 
 std::string ConfigProblem::ToString() const {
@@ -122,9 +174,10 @@ std::optional<ConfigNode> ParseYamlString(
     const std::string& text, const std::string& file,
     std::vector<ConfigProblem>* problems) {
   const SourceLocation start{file, 1, 1};
-  std::vector<YAML::Node> documents;
+  std::optional<YAML::Node> document;
+  std::optional<YAML::Mark> second_document;
   try {
-    documents = YAML::LoadAll(text);
+    LoadFirstDocument(text, &document, &second_document);
   } catch (const YAML::Exception& e) {
     problems->push_back({FromMark(e.mark, file, SourceLocation{file, 0, 0}), "",
                          absl::StrCat("YAML syntax error: ", e.msg)});
@@ -136,14 +189,14 @@ std::optional<ConfigNode> ParseYamlString(
   }
   ConfigNode root;
   root.location = start;
-  if (documents.empty()) return root;
-  if (documents.size() > 1) {
-    problems->push_back({FromMark(documents[1].Mark(), file, start), "",
+  if (!document.has_value()) return root;
+  if (second_document.has_value()) {
+    problems->push_back({FromMark(*second_document, file, start), "",
                          "only one YAML document per file is allowed"});
     return std::nullopt;
   }
   try {
-    if (!Convert(documents[0], file, start, &root, problems)) {
+    if (!Convert(*document, file, start, &root, problems)) {
       return std::nullopt;
     }
   } catch (const YAML::Exception& e) {
