@@ -27,6 +27,26 @@ absl::Status AdmitCall(const EdgePolicy& policy, absl::string_view token,
   return absl::OkStatus();
 }
 
+absl::Status AdmitHttpHeaders(
+    const EdgePolicy& policy,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    std::string* token, Principal* principal) {
+  absl::string_view authorization;
+  absl::string_view api_key;
+  int64_t bytes = 0;
+  for (const auto& [name, value] : headers) {
+    bytes += static_cast<int64_t>(name.size() + value.size());
+    if (name == "authorization" && authorization.empty()) {
+      authorization = value;
+    } else if (name == "x-api-key" && api_key.empty()) {
+      api_key = value;
+    }
+  }
+  *token = ExtractToken(authorization, api_key);
+  return AdmitCall(policy, *token, static_cast<int64_t>(headers.size()), bytes,
+                   principal);
+}
+
 absl::Status AdmitRequest(const EdgePolicy& policy, absl::string_view token,
                           absl::string_view target, const ChatRequest& request,
                           Principal* principal, absl::Duration* retry_after) {

@@ -10,6 +10,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -39,6 +42,14 @@ struct EdgePolicy {
 // `token`: from ExtractToken(). Fills `*principal` when the token is known.
 absl::Status AdmitCall(const EdgePolicy& policy, absl::string_view token,
                        int64_t entries, int64_t bytes, Principal* principal);
+
+// AdmitCall() for an HTTP request: counts `headers` (names lower-case, as
+// Http1Request keeps them) and takes the token from `authorization:
+// Bearer` or `x-api-key`; `*token` receives it for AdmitRequest().
+absl::Status AdmitHttpHeaders(
+    const EdgePolicy& policy,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    std::string* token, Principal* principal);
 
 // `target`: the pool / task group the request asks for (gRPC `target`,
 // OpenAI `model`).

@@ -73,6 +73,34 @@ TEST(EdgePolicyTest, AdmitRequestChecksCapsThenTargetThenTheTokensLimit) {
   EXPECT_GT(retry, absl::ZeroDuration());
 }
 
+TEST(EdgePolicyTest, HttpHeadersGiveTheTokenAndCountAgainstTheCaps) {
+  FixedClock clock;
+  auto policy = EdgePolicy::Create(Config(), clock, nullptr);
+  ASSERT_TRUE(policy.ok());
+  std::string token;
+  Principal p;
+  EXPECT_TRUE(
+      AdmitHttpHeaders(
+          **policy,
+          {{"host", "x"}, {"authorization", std::string("Bearer ") + kToken}},
+          &token, &p)
+          .ok());
+  EXPECT_EQ(token, kToken);
+  EXPECT_EQ(p.name, "svc");
+  EXPECT_TRUE(
+      AdmitHttpHeaders(**policy, {{"x-api-key", kToken}}, &token, nullptr)
+          .ok());
+  EXPECT_EQ(AdmitHttpHeaders(**policy, {{"x-api-key", "nope"}}, &token, nullptr)
+                .code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(
+      AdmitHttpHeaders(
+          **policy, {{"a", "1"}, {"b", "2"}, {"c", "3"}, {"x-api-key", kToken}},
+          &token, nullptr)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EdgePolicyTest, WithoutAuthOnlyTheCapsApply) {
   FixedClock clock;
   GatewayConfig c = Config();
