@@ -3,6 +3,7 @@
 // C++ stub, exactly as a service would.
 #include <chrono>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/time/time.h"
 #include "echelon/v1/gateway.grpc.pb.h"
 #include "grpc_health/v1/health.grpc.pb.h"
+#include "grpc_reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/integration/subprocess.h"
@@ -276,6 +278,32 @@ TEST_F(GatewayE2eTest, HealthServiceReportsOverallAndPerTarget) {
     EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING)
         << service;
   }
+}
+
+TEST_F(GatewayE2eTest, ReflectionListsTheGatewayAndHealthServices) {
+  namespace refl = grpc::reflection::v1alpha;
+  auto stub = refl::ServerReflection::NewStub(channel_);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(10));
+  auto stream = stub->ServerReflectionInfo(&ctx);
+  refl::ServerReflectionRequest req;
+  req.set_list_services("*");
+  ASSERT_TRUE(stream->Write(req));
+  refl::ServerReflectionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  std::set<std::string> services;
+  for (const auto& s : resp.list_services_response().service()) {
+    services.insert(s.name());
+  }
+  EXPECT_EQ(services.count("echelon.v1.Gateway"), 1u);
+  EXPECT_EQ(services.count("grpc.health.v1.Health"), 1u);
+  // The contract itself can be fetched, so grpcurl needs no proto files.
+  req.set_file_containing_symbol("echelon.v1.Gateway");
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_GE(resp.file_descriptor_response().file_descriptor_proto_size(), 1);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 }  // namespace
