@@ -317,23 +317,34 @@ class Bench:
                     "--channels=16", f"--sample_pid={gw_pid}"]
             if self.client_cpus is not None:
                 argv = ["taskset", "-c", self.client_cpus] + argv
-            lg = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-            # Mid-hold: how many upstream streams the simulator is serving.
-            time.sleep(a.streams / open_rate + 2 + a.hold / 2)
-            upstream_active = 0
-            try:
-                with urllib.request.urlopen(
-                        f"http://127.0.0.1:{sim_port}/_stats", timeout=10) as r:
-                    stats = json.loads(r.read())
-                upstream_active = sum(v.get("active", 0) for k, v in
-                                      stats.get("keys", {}).items() if k in keys)
-            except (OSError, ValueError):
-                pass
-            out, err = lg.communicate(timeout=a.hold + 300)
-            line = [l for l in out.splitlines() if l.startswith("{")]
+            err_path = os.path.join(self.tmp, "capacity.err")
+            with open(err_path, "w") as err_f:
+                lg = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=err_f, text=True)
+                # loadgen prints HOLDING once every stream had its first
+                # chunk (or --settle_s ran out); sample the simulator
+                # half-way through the hold.
+                lines = []
+                for l in lg.stdout:
+                    lines.append(l)
+                    if l.startswith("HOLDING"):
+                        break
+                time.sleep(a.hold / 2)
+                upstream_active = 0
+                try:
+                    with urllib.request.urlopen(
+                            f"http://127.0.0.1:{sim_port}/_stats", timeout=10) as r:
+                        stats = json.loads(r.read())
+                    upstream_active = sum(v.get("active", 0) for k, v in
+                                          stats.get("keys", {}).items() if k in keys)
+                except (OSError, ValueError):
+                    pass
+                lines += lg.stdout.readlines()
+                lg.wait(timeout=120)
+            line = [l for l in lines if l.startswith("{")]
             if lg.returncode != 0 or not line:
-                raise RuntimeError(f"loadgen grpc_hold failed: {err[-1500:]}")
+                with open(err_path) as f:
+                    raise RuntimeError(f"loadgen grpc_hold failed: {f.read()[-1500:]}")
             res = json.loads(line[-1])
             res["upstream_active_mid_hold"] = upstream_active
         finally:
@@ -478,6 +489,7 @@ def build_rows(results):
         cap = results.get("capacity") if name == "echelon-grpc" else None
         if cap:
             row.append(f"{cap['rss_kib_max'] / 1024:.0f} MiB, {cap['threads_max']} threads; "
+                       f"{cap.get('flowing_at_hold', 0)} flowing after {cap.get('settle_s', 0):.0f} s, "
                        f"{cap.get('upstream_active_mid_hold', 0)} upstream streams, "
                        f"{cap['chunks_per_s']:.0f} chunks/s")
         else:
@@ -561,9 +573,12 @@ def targets(results, args):
         rss = cap["rss_kib_max"] / 1024
         # Held means: the streams are really open end to end and flowing at
         # close to 1 chunk/s each.
-        held = (cap["open_at_end"] >= args.streams and
+        held = (cap.get("flowing_at_hold", 0) >= args.streams and
+                cap["open_at_end"] >= args.streams and
                 cap["chunks_per_s"] >= 0.9 * args.streams)
-        detail = (f"{cap['open_at_end']} client streams open, "
+        detail = (f"{cap.get('flowing_at_hold', 0)} streams flowing "
+                  f"{cap.get('settle_s', 0):.1f} s after the first was opened, "
+                  f"{cap['open_at_end']} client streams open at the end, "
                   f"{cap.get('upstream_active_mid_hold', 0)} upstream streams, "
                   f"{cap['chunks_per_s']:.0f} chunks/s (expected ~{args.streams})")
         out.append((f"{args.streams} concurrent streams held",
@@ -650,9 +665,11 @@ def write_markdown(path, args, rows, tgts, mach, pinning, started, elapsed, note
            "unary throughput).",
            "- 10k streams: `loadgen --mode=grpc_hold` opens the streams at "
            "2,000/s over 16 channels against a simulator that sends 1 token "
-           "per second, samples the gateway's `VmRSS` and `Threads` every "
-           "0.5 s while holding, and counts chunks; the simulator's `/_stats` "
-           "gives the upstream streams it serves mid-hold.",
+           "per second, waits (at most 60 s) until every stream had its first "
+           "chunk, then holds them, sampling the gateway's `VmRSS` and "
+           "`Threads` every 0.5 s and counting chunks; the simulator's "
+           "`/_stats` gives the upstream streams it serves mid-hold. Held = "
+           "all streams flowing and ≥ 90 % of the expected chunks/s.",
            ""]
     md += ["## Targets (issue 8)", "", "| Target | Measured | Verdict |", "|---|---|---|"]
     for t in tgts:

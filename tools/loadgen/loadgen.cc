@@ -74,6 +74,9 @@ ABSL_FLAG(int, http_connections, 128,
 ABSL_FLAG(int, streams, 10000, "grpc_hold: streams to open.");
 ABSL_FLAG(double, open_rate, 2000, "grpc_hold: streams opened per second.");
 ABSL_FLAG(double, hold_s, 10, "grpc_hold: seconds to hold them all open.");
+ABSL_FLAG(double, settle_s, 60,
+          "grpc_hold: after opening, wait up to this long for every stream's "
+          "first chunk before the hold starts.");
 ABSL_FLAG(int, sample_pid, 0,
           "grpc_hold: sample VmRSS/Threads of this process while holding.");
 ABSL_FLAG(double, drain_s, 30,
@@ -470,8 +473,18 @@ int RunHold() {
     calls.push_back(driver.StartStream(t, true));
   }
   const int64_t opened_at = NowNs();
-  // Let the last streams get their first chunk before measuring.
-  SleepUntil(opened_at + 2'000'000'000);
+  // Hold only once every stream is flowing end to end (its first chunk
+  // arrived), or the settle time ran out.
+  const int64_t settle_limit =
+      opened_at + static_cast<int64_t>(absl::GetFlag(FLAGS_settle_s) * 1e9);
+  while (results.ttft.Count() + results.total_errors.load() < n &&
+         NowNs() < settle_limit) {
+    SleepUntil(NowNs() + 50'000'000);
+  }
+  const int64_t settled_at = NowNs();
+  const int64_t flowing_at_hold = results.ttft.Count();
+  std::printf("HOLDING %lld\n", static_cast<long long>(flowing_at_hold));
+  std::fflush(stdout);
   const int64_t chunks_before = results.total_chunks.load();
   const int64_t hold_start = NowNs();
   const int64_t hold_end =
@@ -504,13 +517,16 @@ int RunHold() {
   const bool drained = WaitDrained(results, absl::GetFlag(FLAGS_drain_s));
   std::printf(
       "{\"mode\":\"grpc_hold\",\"target\":\"%s\",\"requested\":%d,"
-      "\"open_s\":%.2f,\"open_at_end\":%lld,\"errors\":%lld,\"hold_s\":%.1f,"
+      "\"open_s\":%.2f,\"settle_s\":%.2f,\"flowing_at_hold\":%lld,"
+      "\"open_at_end\":%lld,\"errors\":%lld,\"hold_s\":%.1f,"
       "\"chunks_during_hold\":%lld,\"chunks_per_s\":%.1f,"
       "\"rss_kib_max\":%lld,\"threads_max\":%lld,\"rss_kib_last\":%lld,"
       "\"threads_last\":%lld,\"ttft_us\":%s,\"drained\":%s,"
       "\"ended_before_cancel\":{%s},\"first_error\":\"%s\"}\n",
       JsonEscape(absl::GetFlag(FLAGS_target)).c_str(), n,
       static_cast<double>(opened_at - window.start) / 1e9,
+      static_cast<double>(settled_at - window.start) / 1e9,
+      static_cast<long long>(flowing_at_hold),
       static_cast<long long>(open_at_end),
       static_cast<long long>(results.total_errors.load()), hold_secs,
       static_cast<long long>(chunks_during),
