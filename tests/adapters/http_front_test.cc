@@ -25,84 +25,10 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
+#include "tests/fakes/scripted_router.h"
 
 namespace echelon {
 namespace {
-
-// A Router whose requests are answered by the test (on the loop thread,
-// through RunOnLoop).
-class ScriptedRouter : public Router {
- public:
-  struct Call {
-    RouteRequest req;
-    ResponseSink* sink = nullptr;
-    std::shared_ptr<bool> cancelled;
-  };
-
-  class Handle : public RequestHandle {
-   public:
-    Handle(std::shared_ptr<bool> flag, absl::Mutex* mu)
-        : flag_(std::move(flag)), mu_(mu) {}
-    void Cancel() override {
-      absl::MutexLock lock(mu_);
-      *flag_ = true;
-    }
-
-   private:
-    std::shared_ptr<bool> flag_;
-    absl::Mutex* mu_;
-  };
-
-  std::shared_ptr<RequestHandle> Start(RouteRequest req,
-                                       ResponseSink* sink) override {
-    absl::MutexLock lock(&mu_);
-    auto flag = std::make_shared<bool>(false);
-    calls_.push_back({std::move(req), sink, flag});
-    return std::make_shared<Handle>(flag, &mu_);
-  }
-
-  absl::StatusOr<std::vector<PoolStatusView>> GetPoolStatus(
-      absl::string_view) const override {
-    return std::vector<PoolStatusView>{};
-  }
-
-  std::vector<TargetView> ListTargets() const override {
-    std::vector<TargetView> t(2);
-    t[0].name = "fast-pool";
-    t[0].kind = TargetView::Kind::kPool;
-    t[1].name = "fast";
-    t[1].kind = TargetView::Kind::kTaskGroup;
-    return t;
-  }
-
-  Call NextCall() {
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(
-        absl::Condition(
-            +[](std::deque<Call>* c) { return !c->empty(); }, &calls_),
-        absl::Seconds(10));
-    EXPECT_FALSE(calls_.empty()) << "no request reached the router";
-    if (calls_.empty()) return Call();
-    Call c = std::move(calls_.front());
-    calls_.pop_front();
-    return c;
-  }
-
-  bool IsCancelled(const Call& call) {
-    absl::MutexLock lock(&mu_);
-    return *call.cancelled;
-  }
-
-  bool WaitCancelled(const Call& call) {
-    absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(absl::Condition(call.cancelled.get()),
-                                absl::Seconds(10));
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::deque<Call> calls_ ABSL_GUARDED_BY(mu_);
-};
 
 struct HttpResult {
   CURLcode rc = CURLE_OK;
@@ -263,6 +189,12 @@ class HttpFrontTest : public ::testing::Test {
     loop_ = std::move(*loop);
     loop_->Start();
     router_ = std::make_shared<ScriptedRouter>();
+    std::vector<TargetView> targets(2);
+    targets[0].name = "fast-pool";
+    targets[0].kind = TargetView::Kind::kPool;
+    targets[1].name = "fast";
+    targets[1].kind = TargetView::Kind::kTaskGroup;
+    router_->set_targets(targets);
     installed_ = router_;
   }
 

@@ -15,87 +15,20 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "service/grpc_status.h"
+#include "tests/fakes/scripted_router.h"
 
 namespace echelon {
 namespace {
-
-// A Router whose requests are answered by the test. The test thread plays
-// the event-loop thread.
-class ScriptedRouter : public Router {
- public:
-  struct Call {
-    RouteRequest req;
-    ResponseSink* sink;
-    std::shared_ptr<bool> cancelled;
-  };
-
-  class Handle : public RequestHandle {
-   public:
-    explicit Handle(std::shared_ptr<bool> flag, absl::Mutex* mu)
-        : flag_(std::move(flag)), mu_(mu) {}
-    void Cancel() override {
-      absl::MutexLock lock(mu_);
-      *flag_ = true;
-    }
-
-   private:
-    std::shared_ptr<bool> flag_;
-    absl::Mutex* mu_;
-  };
-
-  std::shared_ptr<RequestHandle> Start(RouteRequest req,
-                                       ResponseSink* sink) override {
-    absl::MutexLock lock(&mu_);
-    auto flag = std::make_shared<bool>(false);
-    calls_.push_back({std::move(req), sink, flag});
-    return std::make_shared<Handle>(flag, &mu_);
-  }
-
-  absl::StatusOr<std::vector<PoolStatusView>> GetPoolStatus(
-      absl::string_view pool) const override {
-    if (!pool.empty() && pool != "p") {
-      return absl::NotFoundError("unknown pool");
-    }
-    PoolStatusView v;
-    v.name = "p";
-    v.strategy = "round_robin";
-    InstanceStatusView i;
-    i.id = "m/a";
-    v.instances.push_back(i);
-    return std::vector<PoolStatusView>{v};
-  }
-
-  std::vector<TargetView> ListTargets() const override { return {}; }
-
-  // Waits for the next started request.
-  Call NextCall() {
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(
-        absl::Condition(
-            +[](std::deque<Call>* c) { return !c->empty(); }, &calls_),
-        absl::Seconds(10));
-    EXPECT_FALSE(calls_.empty()) << "no request reached the router";
-    if (calls_.empty()) return Call{{}, nullptr, nullptr};
-    Call c = std::move(calls_.front());
-    calls_.pop_front();
-    return c;
-  }
-
-  bool WaitCancelled(const Call& call) {
-    absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(absl::Condition(call.cancelled.get()),
-                                absl::Seconds(10));
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::deque<Call> calls_ ABSL_GUARDED_BY(mu_);
-};
 
 class GatewayServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto router = std::make_shared<ScriptedRouter>();
+    PoolStatusView pool;
+    pool.name = "p";
+    pool.strategy = "round_robin";
+    pool.instances.emplace_back().id = "m/a";
+    router->set_pools({pool});
     router_ = router.get();
     holder_ = std::make_unique<RouterHolder>(router);
     service_ = std::make_unique<GatewayService>(*holder_);
