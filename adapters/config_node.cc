@@ -19,12 +19,30 @@ SourceLocation FromMark(const YAML::Mark& mark, const std::string& file,
   return SourceLocation{file, mark.line + 1, mark.column + 1};
 }
 
+// Bounds on one file's tree. YAML aliases make the node graph a DAG or even
+// a cycle (`a: &x [*x]` is accepted by yaml-cpp), which a plain recursive
+// copy turns into a stack overflow or an exponential tree (found by
+// tests/fuzz/config_loader_fuzzer.cc). Real configurations are far below
+// both limits.
+constexpr int kMaxDepth = 64;
+constexpr size_t kMaxNodes = 100000;
+
 // Converts a yaml-cpp node. Returns false (after recording a problem) on
-// constructs the configuration does not accept.
+// constructs the configuration does not accept. `*nodes` counts the nodes
+// converted so far.
 bool Convert(const YAML::Node& in, const std::string& file,
              const SourceLocation& fallback, ConfigNode* out,
-             std::vector<ConfigProblem>* problems) {
+             std::vector<ConfigProblem>* problems, int depth, size_t* nodes) {
   out->location = FromMark(in.Mark(), file, fallback);
+  if (depth > kMaxDepth || ++*nodes > kMaxNodes) {
+    problems->push_back(
+        {out->location, "",
+         absl::StrCat("document nested deeper than ", kMaxDepth,
+                      " levels or larger than ", kMaxNodes,
+                      " nodes (a recursive or repeated alias?)")});
+    *nodes = kMaxNodes + 1;  // one problem; every caller stops
+    return false;
+  }
   switch (in.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -39,7 +57,10 @@ bool Convert(const YAML::Node& in, const std::string& file,
       bool ok = true;
       for (const YAML::Node& item : in) {
         ConfigNode child;
-        ok = Convert(item, file, out->location, &child, problems) && ok;
+        ok = Convert(item, file, out->location, &child, problems, depth + 1,
+                     nodes) &&
+             ok;
+        if (!ok && *nodes > kMaxNodes) return false;
         out->items.push_back(std::move(child));
       }
       return ok;
@@ -68,8 +89,9 @@ bool Convert(const YAML::Node& in, const std::string& file,
           continue;
         }
         ok = Convert(it->second, file, entry.key_location, &entry.value,
-                     problems) &&
+                     problems, depth + 1, nodes) &&
              ok;
+        if (!ok && *nodes > kMaxNodes) return false;
         out->entries.push_back(std::move(entry));
       }
       return ok;
@@ -196,7 +218,8 @@ std::optional<ConfigNode> ParseYamlString(
     return std::nullopt;
   }
   try {
-    if (!Convert(*document, file, start, &root, problems)) {
+    size_t nodes = 0;
+    if (!Convert(*document, file, start, &root, problems, 0, &nodes)) {
       return std::nullopt;
     }
   } catch (const YAML::Exception& e) {
