@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <mutex>
 
@@ -506,7 +507,12 @@ absl::Duration ParseResetDuration(absl::string_view value) {
   value = absl::StripAsciiWhitespace(value);
   if (value.empty()) return absl::ZeroDuration();
   double seconds = 0;
-  if (absl::SimpleAtod(value, &seconds)) return absl::Seconds(seconds);
+  // A reset lies ahead: negative, NaN or infinite values (SimpleAtod takes
+  // "-5", "nan", "inf") are as unparseable as garbage.
+  if (absl::SimpleAtod(value, &seconds)) {
+    return std::isfinite(seconds) && seconds >= 0 ? absl::Seconds(seconds)
+                                                  : absl::ZeroDuration();
+  }
   // Go-style durations: "1h2m3.5s", "20ms".
   absl::Duration total = absl::ZeroDuration();
   size_t i = 0;
@@ -519,7 +525,8 @@ absl::Duration ParseResetDuration(absl::string_view value) {
     }
     if (j == i) return absl::ZeroDuration();
     double number = 0;
-    if (!absl::SimpleAtod(value.substr(i, j - i), &number)) {
+    if (!absl::SimpleAtod(value.substr(i, j - i), &number) ||
+        !std::isfinite(number)) {
       return absl::ZeroDuration();
     }
     size_t k = j;
