@@ -153,7 +153,25 @@ Instance::Snapshot Instance::GetSnapshot(absl::Time now) const {
   s.last_used = last_used_;
   s.last_error = last_error_;
   s.success_rate = window_.SuccessRate(now);
+  s.usage = limiter_->GetUsage(now);
+  s.upstream_limits = upstream_limits_;
+  s.upstream_limits_at = upstream_limits_at_;
   return s;
+}
+
+void Instance::RecordUpstreamLimits(absl::Time now,
+                                    const UpstreamRateLimits& l) {
+  if (l.remaining_requests < 0 && l.remaining_tokens < 0) return;
+  absl::MutexLock lock(&mu_);
+  if (l.remaining_requests >= 0) {
+    upstream_limits_.remaining_requests = l.remaining_requests;
+    upstream_limits_.reset_requests = l.reset_requests;
+  }
+  if (l.remaining_tokens >= 0) {
+    upstream_limits_.remaining_tokens = l.remaining_tokens;
+    upstream_limits_.reset_tokens = l.reset_tokens;
+  }
+  upstream_limits_at_ = now;
 }
 
 }  // namespace echelon

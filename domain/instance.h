@@ -92,8 +92,15 @@ class Instance {
     absl::Time last_used;
     std::string last_error;
     double success_rate = 1.0;
+    RateLimiter::Usage usage;            // this instance's own RPM/TPM limits
+    UpstreamRateLimits upstream_limits;  // last seen in upstream headers
+    absl::Time upstream_limits_at = absl::InfinitePast();
   };
   Snapshot GetSnapshot(absl::Time now) const;
+
+  // Remembers what the upstream's rate-limit headers said, when they said
+  // anything (fields of -1 leave the previous figure).
+  void RecordUpstreamLimits(absl::Time now, const UpstreamRateLimits& l);
 
  private:
   const InstanceIdentity identity_;
@@ -110,6 +117,8 @@ class Instance {
   absl::Time disabled_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_used_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  UpstreamRateLimits upstream_limits_ ABSL_GUARDED_BY(mu_);
+  absl::Time upstream_limits_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace echelon

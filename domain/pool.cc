@@ -239,6 +239,7 @@ void Pool::Report(Member* m, absl::Time now, const Outcome& o) {
   ErrorClass c = o.error.error_class;
   m->instance->AttemptFinished(now, c, o.latency, o.ttft, o.error.message,
                                o.tokens_in, o.tokens_out);
+  m->instance->RecordUpstreamLimits(now, o.upstream_limits);
   if (o.reserved_tokens > 0 || o.tokens_in + o.tokens_out > 0) {
     m->instance->Reconcile(now, o.reserved_tokens,
                            o.tokens_in + o.tokens_out > 0
@@ -466,6 +467,13 @@ PoolStatusView Pool::GetStatus(absl::Time now) const {
     i.weight = m->instance->weight();
     i.last_error = s.last_error;
     i.last_used = s.last_used;
+    i.requests_per_minute = s.usage.requests_per_minute;
+    i.requests_used = s.usage.requests_used;
+    i.tokens_per_minute = s.usage.tokens_per_minute;
+    i.tokens_used = s.usage.tokens_used;
+    i.upstream_remaining_requests = s.upstream_limits.remaining_requests;
+    i.upstream_remaining_tokens = s.upstream_limits.remaining_tokens;
+    i.upstream_limits_at = s.upstream_limits_at;
     i.traffic = ToTrafficView(s.stats);
     v.instances.push_back(std::move(i));
   }

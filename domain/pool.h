@@ -113,6 +113,8 @@ class Pool {
     // The request's retry policy's max_retry_after: caps the cooldown a
     // 429's Retry-After imposes.
     absl::Duration max_retry_after = absl::Seconds(60);
+    // What the upstream's headers said about its own limits (-1 unknown).
+    UpstreamRateLimits upstream_limits;
   };
   void Report(Member* member, absl::Time now, const Outcome& outcome);
 

@@ -1036,6 +1036,7 @@ void RouteCall::EndAttempt(UpstreamResult r) {
   o.tokens_in = has_usage ? usage.prompt_tokens : 0;
   o.tokens_out = has_usage ? usage.completion_tokens : 0;
   o.max_retry_after = StageRetry().max_retry_after;
+  o.upstream_limits = r.rate_limits;
   attempt_pool_->Report(m, now, o);
   if (holding_retry_ && budget_ != nullptr) {
     budget_->RetryFinished();

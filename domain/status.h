@@ -48,6 +48,17 @@ struct InstanceStatusView {
   int weight = 1;
   std::string last_error;  // error class and detail, no secrets
   absl::Time last_used = absl::InfinitePast();
+  // The instance's own per-minute limits (0 = none) and what the current
+  // window used of them.
+  int64_t requests_per_minute = 0;
+  int64_t requests_used = 0;
+  int64_t tokens_per_minute = 0;
+  int64_t tokens_used = 0;
+  // The upstream's own figures from its rate-limit headers (-1 unknown),
+  // and when they were seen.
+  int64_t upstream_remaining_requests = -1;
+  int64_t upstream_remaining_tokens = -1;
+  absl::Time upstream_limits_at = absl::InfinitePast();
   TrafficView traffic;  // the instance's own, over every pool
 };
 

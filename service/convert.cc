@@ -291,6 +291,18 @@ void ToProto(const InstanceStatusView& i, v1::InstanceStatus* s) {
   s->set_failures(i.failures);
   s->set_weight(i.weight);
   s->set_last_error(i.last_error);
+  s->set_requests_per_minute(i.requests_per_minute);
+  s->set_requests_used(i.requests_used);
+  s->set_tokens_per_minute(i.tokens_per_minute);
+  s->set_tokens_used(i.tokens_used);
+  s->set_upstream_remaining_requests(i.upstream_remaining_requests);
+  s->set_upstream_remaining_tokens(i.upstream_remaining_tokens);
+  s->set_upstream_limits_at_us(i.upstream_limits_at == absl::InfinitePast()
+                                   ? 0
+                                   : absl::ToUnixMicros(i.upstream_limits_at));
+  s->set_last_used_us(i.last_used == absl::InfinitePast()
+                          ? 0
+                          : absl::ToUnixMicros(i.last_used));
 }
 
 void ToProto(const PoolStatusView& in, v1::PoolStatus* out) {

@@ -946,6 +946,37 @@ TEST_F(RouterTest, InstanceMaxConcurrencyKeepsBusyInstanceOut) {
   EXPECT_EQ(provider_->call_count(), 1u);
 }
 
+TEST_F(RouterTest, InstanceStatusShowsOwnLimitUsageAndUpstreamFigures) {
+  config_.models[1].instances[0].requests_per_minute = 10;
+  FakeProvider::Outcome ok = FakeProvider::Ok();
+  ok.rate_limits.remaining_requests = 4999;
+  ok.rate_limits.remaining_tokens = 123456;
+  provider_->SetFallbackDefault(ok);
+  Build();
+  Run(MakeRoute("m2"));
+  Run(MakeRoute("m2"));
+  // The instance's figures are its own, whichever view shows it.
+  auto groups = router_->GetTaskGroupStatus("");
+  ASSERT_TRUE(groups.ok());
+  const InstanceStatusView* seen = nullptr;
+  for (const TaskGroupStatusView& g : *groups) {
+    for (const EchelonStatusView& e : g.echelons) {
+      for (const InstanceStatusView& i : e.instances) {
+        if (i.id ==
+            config_.models[1].name + "/" + config_.models[1].instances[0].id) {
+          seen = &i;
+        }
+      }
+    }
+  }
+  ASSERT_NE(seen, nullptr);
+  EXPECT_EQ(seen->requests_per_minute, 10);
+  EXPECT_EQ(seen->requests_used, 2);
+  EXPECT_EQ(seen->upstream_remaining_requests, 4999);
+  EXPECT_EQ(seen->upstream_remaining_tokens, 123456);
+  EXPECT_NE(seen->upstream_limits_at, absl::InfinitePast());
+}
+
 TEST_F(RouterTest, PoolStatusShowsEjectionEndAsCooldown) {
   Group().health.passive.consecutive_failures = 1;
   Group().health.passive.jitter = 0;

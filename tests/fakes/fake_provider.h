@@ -31,7 +31,8 @@ class FakeProvider : public Provider {
     std::vector<std::string> chunks;
     Usage usage{10, 5, 15, 0};
     bool has_usage = true;
-    bool hang = false;  // never answers (until cancelled)
+    bool hang = false;               // never answers (until cancelled)
+    UpstreamRateLimits rate_limits;  // as if from the upstream's headers
   };
 
   static Outcome Ok(absl::Duration latency = absl::Milliseconds(100)) {
@@ -197,6 +198,7 @@ class FakeProvider : public Provider {
     }
     UpstreamResult r;
     r.error = o.error;
+    r.rate_limits = o.rate_limits;
     if (o.error.ok()) {
       r.response.message.role = Role::kAssistant;
       r.response.message.content = stream ? "" : o.content;
