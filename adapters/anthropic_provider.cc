@@ -272,6 +272,8 @@ UpstreamError ClassifyErrorObject(int status, const rapidjson::Value* error,
 
 class AnthropicStreamDecoder : public StreamDecoder {
  public:
+  // User-provided on purpose: see OpenAiStreamDecoder.
+  AnthropicStreamDecoder() {}  // NOLINT(modernize-use-equals-default)
   Outcome OnEvent(const SseEvent& event, StreamDelta* delta,
                   UpstreamError* error) override {
     const rapidjson::Document* doc = parser_.Parse(event.data);

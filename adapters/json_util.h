@@ -60,7 +60,9 @@ class ScratchParser {
   const rapidjson::Document* Parse(absl::string_view text);
 
  private:
-  char inline_buffer_[16 * 1024];
+  // Enough for a typical streamed chunk's DOM; larger documents spill to
+  // the pool's heap blocks. Kept small: every open stream holds one.
+  char inline_buffer_[4 * 1024];
   rapidjson::MemoryPoolAllocator<> allocator_;
   rapidjson::Document document_;
   std::string scratch_;

@@ -245,6 +245,9 @@ UpstreamError ClassifyErrorObject(int status, const rapidjson::Value* error,
 
 class OpenAiStreamDecoder : public StreamDecoder {
  public:
+  // User-provided on purpose: make_unique value-initialises, and an
+  // implicit constructor would zero the parser's inline buffer per stream.
+  OpenAiStreamDecoder() {}  // NOLINT(modernize-use-equals-default)
   Outcome OnEvent(const SseEvent& event, StreamDelta* delta,
                   UpstreamError* error) override {
     absl::string_view data = event.data;
