@@ -34,8 +34,15 @@ int64_t IntMember(const rapidjson::Value& v, const char* name,
   const rapidjson::Value* m = Member(v, name);
   if (m == nullptr) return fallback;
   if (m->IsInt64()) return m->GetInt64();
-  if (m->IsUint64()) return static_cast<int64_t>(m->GetUint64());
-  if (m->IsDouble()) return static_cast<int64_t>(m->GetDouble());
+  // Values an int64_t cannot hold (1e72, 2^64 - 1, from a buggy or hostile
+  // upstream) are as unusable as a string: converting an out-of-range double
+  // is undefined behaviour, and a wrapped uint64 would turn negative.
+  if (m->IsUint64()) return fallback;
+  if (m->IsDouble()) {
+    const double d = m->GetDouble();
+    constexpr double kLimit = 9223372036854775808.0;  // 2^63
+    if (d >= -kLimit && d < kLimit) return static_cast<int64_t>(d);
+  }
   return fallback;
 }
 
