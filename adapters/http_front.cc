@@ -573,6 +573,16 @@ void HttpFront::Impl::HandleRequest(Conn* c, Http1Request& req) {
 
 void HttpFront::Impl::HandleModels(Conn* c, const Http1Request& req) {
   bool keep_alive = !c->close_after_flush;
+  std::shared_ptr<const EdgePolicy> policy =
+      options_.policy ? options_.policy() : nullptr;
+  if (policy != nullptr && policy->auth != nullptr &&
+      policy->auth->protect_status()) {
+    std::string token;
+    absl::Status s = AdmitHttpHeaders(*policy, req.headers, &token, nullptr);
+    if (!s.ok()) {
+      return WriteError(c, OpenAiErrorFromStatus(s, absl::ZeroDuration()), "");
+    }
+  }
   std::shared_ptr<Router> router = options_.router();
   if (router == nullptr) {
     return WriteError(c,
@@ -614,6 +624,18 @@ void HttpFront::Impl::HandleChat(Conn* c, Http1Request& req, bool keep_alive) {
   } else {
     request_id = RandomHex(gen_, 12);
   }
+  // The same admission as the gRPC front: headers and token first, before
+  // the body is decoded; target, caps and the token's limits after.
+  std::shared_ptr<const EdgePolicy> policy =
+      options_.policy ? options_.policy() : nullptr;
+  std::string token;
+  if (policy != nullptr) {
+    absl::Status s = AdmitHttpHeaders(*policy, req.headers, &token, nullptr);
+    if (!s.ok()) {
+      return WriteError(c, OpenAiErrorFromStatus(s, absl::ZeroDuration()),
+                        request_id);
+    }
+  }
   std::string param;
   absl::StatusOr<OpenAiChatCall> call =
       ParseOpenAiChatRequest(req.body, &param);
@@ -621,6 +643,14 @@ void HttpFront::Impl::HandleChat(Conn* c, Http1Request& req, bool keep_alive) {
     OpenAiError e = OpenAiErrorFromStatus(call.status(), absl::ZeroDuration());
     e.param = param;
     return WriteError(c, e, request_id);
+  }
+  if (policy != nullptr) {
+    absl::Duration retry = absl::ZeroDuration();
+    absl::Status s = AdmitRequest(*policy, token, call->model, *call->request,
+                                  nullptr, &retry);
+    if (!s.ok()) {
+      return WriteError(c, OpenAiErrorFromStatus(s, retry), request_id);
+    }
   }
   RouteRequest route;
   if (const std::string* t = req.Header("x-echelon-timeout-ms"); t != nullptr) {

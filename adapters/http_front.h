@@ -60,6 +60,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "adapters/auth_policy.h"
 #include "adapters/event_loop.h"
 #include "domain/router.h"
 
@@ -95,6 +96,10 @@ class HttpFront {
     // installed: chat and models answer 503, /readyz says 503). Called on
     // the loop thread once per request. Required.
     std::function<std::shared_ptr<Router>()> router;
+    // Auth and request caps of the current config, shared with the gRPC
+    // front; a null getter or result means none. Loop thread, once per
+    // request.
+    std::function<std::shared_ptr<const EdgePolicy>()> policy;
   };
 
   // Parses "host:port", "[v6]:port" or ":port" into bind_address and port.

@@ -109,8 +109,6 @@ class ServerImpl final : public Server {
 
     auto policy = BuildPolicy(*config, /*previous=*/nullptr);
     if (!policy.ok()) return policy.status();
-    absl::Status open_front = CheckFrontAuth(*config);
-    if (!open_front.ok()) return open_front;
     GatewayService::ReloadFn reload;
     if (options.admin_rpcs) reload = [this] { return Reload(); };
     service_ = std::make_unique<GatewayService>(
@@ -134,6 +132,7 @@ class ServerImpl final : public Server {
       s = HttpFront::ParseAddress(options.http_address, &front_options);
       if (!s.ok()) return s;
       front_options.router = [this] { return routers_->Get(); };
+      front_options.policy = [this] { return service_->Policy(); };
       absl::StatusOr<std::unique_ptr<HttpFront>> front;
       RunOnLoop([&] { front = HttpFront::Create(front_options, *loop_); });
       if (!front.ok()) return front.status();
@@ -170,10 +169,8 @@ class ServerImpl final : public Server {
     absl::Status status = absl::OkStatus();
     if (loaded.problems.empty()) {
       std::shared_ptr<Router> previous = routers_->Get();
-      absl::Status front = CheckFrontAuth(loaded.config);
       absl::StatusOr<std::shared_ptr<const EdgePolicy>> policy =
-          front.ok() ? BuildPolicy(loaded.config, policy_.get())
-                     : absl::StatusOr<std::shared_ptr<const EdgePolicy>>(front);
+          BuildPolicy(loaded.config, policy_.get());
       auto router = policy.ok() ? BuildRouter(loaded.config, previous.get())
                                 : policy.status();
       if (router.ok()) {
@@ -290,18 +287,6 @@ class ServerImpl final : public Server {
     if (grpc_server_ == nullptr || grpc_port_ == 0) {
       return absl::UnavailableError(
           absl::StrCat("cannot listen on ", options_.grpc_address));
-    }
-    return absl::OkStatus();
-  }
-
-  // Fails closed: the HTTP front does not check client tokens yet, so it
-  // must not run while auth is on (it would be an open side door).
-  // TODO(lead): drop once HttpFront calls EdgePolicy::auth.
-  absl::Status CheckFrontAuth(const GatewayConfig& config) const {
-    if (config.auth.enabled && !options_.http_address.empty()) {
-      return absl::FailedPreconditionError(
-          "auth.enabled needs the HTTP front off (--http_address=) until "
-          "the HTTP front checks client tokens");
     }
     return absl::OkStatus();
   }

@@ -75,7 +75,7 @@ absl::StatusOr<std::unique_ptr<SecurityProcesses>> StartSecurityProcesses(
   argv.push_back(RunfilePath("service/echelond"));
   argv.push_back(absl::StrCat("--config=", RunfilePath(options.config)));
   argv.push_back("--grpc_address=127.0.0.1:0");
-  argv.push_back("--http_address=");
+  argv.push_back("--http_address=127.0.0.1:0");
   argv.push_back("--metrics_address=127.0.0.1:0");
   argv.push_back("--watch_config=false");
   for (const std::string& f : options.extra_flags) argv.push_back(f);
@@ -88,6 +88,10 @@ absl::StatusOr<std::unique_ptr<SecurityProcesses>> StartSecurityProcesses(
       p->gateway->WaitForLine("LISTENING grpc ", absl::Seconds(30)), "grpc");
   if (!grpc_port.ok()) return grpc_port.status();
   p->grpc_port = *grpc_port;
+  auto http_port = Port(
+      p->gateway->WaitForLine("LISTENING http ", absl::Seconds(10)), "http");
+  if (!http_port.ok()) return http_port.status();
+  p->http_port = *http_port;
   auto metrics_port =
       Port(p->gateway->WaitForLine("LISTENING metrics ", absl::Seconds(10)),
            "metrics");

@@ -30,6 +30,7 @@ struct SecurityProcesses {
   std::unique_ptr<Subprocess> gateway;
   int sim_port = 0;
   int grpc_port = 0;
+  int http_port = 0;
   int metrics_port = 0;
   std::string sim_url() const;
   // The simulator's /_stats body (JSON).

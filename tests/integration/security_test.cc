@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "adapters/auth.h"
+#include "curl/curl.h"
 #include "echelon/v1/gateway.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -61,6 +62,59 @@ class SecurityTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Gateway::Stub> stub_;
 };
+
+// One HTTP request to the OpenAI-compatible front with an optional bearer
+// token; returns the HTTP status (0 when the request failed).
+long HttpCall(int port, const std::string& path, const std::string& token,
+              const std::string& body) {
+  CURL* curl = curl_easy_init();
+  std::string url = absl::StrCat("http://127.0.0.1:", port, path);
+  std::string sink;
+  curl_slist* headers =
+      curl_slist_append(nullptr, "content-type: application/json");
+  if (!token.empty()) {
+    headers = curl_slist_append(
+        headers, absl::StrCat("authorization: Bearer ", token).c_str());
+  }
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  if (!body.empty()) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION,
+      +[](char* d, size_t s, size_t n, void* u) -> size_t {
+        static_cast<std::string*>(u)->append(d, s * n);
+        return s * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  long status = 0;
+  if (curl_easy_perform(curl) == CURLE_OK) {
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  }
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  return status;
+}
+
+std::string ChatBody(const std::string& model) {
+  return absl::StrCat("{\"model\":\"", model,
+                      "\",\"messages\":[{\"role\":\"user\",\"content\":"
+                      "\"hi\"}]}");
+}
+
+TEST_F(SecurityTest, HttpFrontAppliesTheSameAuthWithoutUpstreamCall) {
+  const int port = p_->http_port;
+  const std::string chat = "/v1/chat/completions";
+  EXPECT_EQ(HttpCall(port, chat, "", ChatBody("fast-pool")), 401);
+  EXPECT_EQ(HttpCall(port, chat, "sec-team-a-wrong", ChatBody("fast-pool")),
+            401);
+  EXPECT_EQ(HttpCall(port, chat, kTeamA, ChatBody("secret-pool")), 403);
+  EXPECT_EQ(HttpCall(port, "/v1/models", "", ""), 401);
+  EXPECT_EQ(Attempts(), 0) << "a refused HTTP call reached the upstream";
+  EXPECT_EQ(HttpCall(port, chat, kTeamA, ChatBody("fast-pool")), 200);
+  EXPECT_EQ(HttpCall(port, "/v1/models", kTeamA, ""), 200);
+  EXPECT_EQ(Attempts(), 1);
+}
 
 TEST_F(SecurityTest, MissingOrWrongTokenIsUnauthenticatedWithoutUpstreamCall) {
   grpc::Status missing = Execute("", "fast-pool");
