@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "adapters/redact.h"
 
 namespace echelon {
 namespace {
@@ -24,6 +25,7 @@ struct CallState {
   UpstreamRateLimits rate_limits;
   std::string body;  // unary body, or an error body
   absl::Duration ttft = absl::ZeroDuration();
+  std::string api_key;  // for redacting upstream error messages only
 
   // Stream timers, run here rather than in the HTTP client because they
   // are about tokens, not bytes: Anthropic sends message_start and pings
@@ -91,6 +93,11 @@ struct CallState {
     StopTimers();
     result.rate_limits = rate_limits;
     result.time_to_first_token = ttft;
+    // Whatever the upstream said goes to logs, traces and callers: never
+    // with the key in it.
+    if (!result.error.message.empty()) {
+      result.error.message = RedactSecrets(result.error.message, api_key);
+    }
     if (decoder != nullptr && result.ok()) {
       result.response.finish_reason = decoder->summary().finish_reason;
       result.response.usage = decoder->summary().usage;
@@ -251,6 +258,7 @@ std::unique_ptr<UpstreamHandle> StartProviderCall(const Dialect& dialect,
   state->start = http.loop().Now();
   state->self = state;
   state->timeouts = call.timeouts;
+  if (call.endpoint != nullptr) state->api_key = call.endpoint->api_key;
   if (call.stream) state->decoder = dialect.NewStreamDecoder();
 
   HttpRequest request = dialect.BuildRequest(call);
