@@ -9,6 +9,7 @@
 # cases in the test.xml files of both runs. Exits non-zero on any failure.
 #
 # SANITIZER_OUTPUT_BASE: a Bazel output base to use (default: Bazel's).
+# SANITIZER_ASAN_TARGETS: see below.
 # Extra arguments go to both `bazel test` commands.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +18,10 @@ cd "$ROOT"
 startup=()
 [ -n "${SANITIZER_OUTPUT_BASE:-}" ] && startup+=("--output_base=$SANITIZER_OUTPUT_BASE")
 
-ASAN_TARGETS=(//tests/...)
+# SANITIZER_ASAN_TARGETS (space-separated) narrows the ASan pass, e.g. to
+# "//tests/domain/... //tests/adapters/... //tests/fuzz/..." when CI's time
+# budget needs it.
+read -r -a ASAN_TARGETS <<<"${SANITIZER_ASAN_TARGETS:-//tests/...}"
 # Tests that need clients from the network (npm, pip) are left to the plain
 # run.
 ASAN_FLAGS=(
@@ -25,12 +29,17 @@ ASAN_FLAGS=(
   "--test_env=UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$ROOT/tests/fuzz/ubsan.supp"
   "--test_env=LSAN_OPTIONS=suppressions=$ROOT/tests/fuzz/lsan.supp"
 )
-# Threads that synchronise through std::mutex, std::atomic, pipes and
-# sockets, not absl::Mutex: TSan sees every edge.
+# Threads that meet in our code (absl::Mutex/CondVar/Notification are
+# annotated by tests/fuzz/tsan; locking inside gRPC's libraries is not).
+# //tests/domain:router_test is left out until its FakeEventLoop::Now()
+# race (status getters read the fake clock from another thread) is fixed.
 TSAN_TARGETS=(
   //tests/adapters:event_loop_test
   //tests/adapters:http_client_test
   //tests/adapters:config_watcher_test
+  //tests/adapters:http_front_test
+  //tests/adapters:provider_call_test
+  //tests/adapters:provider_conformance_test
 )
 TSAN_FLAGS=(--config=tsan --keep_going)
 
