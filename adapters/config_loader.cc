@@ -173,11 +173,10 @@ std::optional<ConfigNode> LoadDirectory(const std::string& dir,
     problems->push_back({registry->location, "", "the registry must be a map"});
     return std::nullopt;
   }
-  CheckTopLevelKeys(
-      *registry,
-      {"version", "providers", "models", "task_groups", "pools", "defaults",
-       "auth", "limits"},
-      "the registry lists files and holds defaults", problems);
+  CheckTopLevelKeys(*registry,
+                    {"version", "providers", "models", "task_groups", "pools",
+                     "defaults", "auth", "limits"},
+                    "the registry lists files and holds defaults", problems);
   if (const ConfigNode* version = registry->Find("version")) {
     if (!version->IsScalar() || version->scalar != "1") {
       problems->push_back({version->location, "version",

@@ -116,8 +116,7 @@ TEST_P(FaultCatalogueTest, FaultyPrimaryIsCountedAndBackupServes) {
 // keep-alive connection. Observed: attempts(0).outcome == "timeout_connect"
 // and echelon_upstream_attempts_total{outcome="timeout_connect"} although
 // the connection was up; expected "timeout_first_token".
-TEST_F(FaultCatalogueTest,
-       UnaryStallOnReusedConnectionIsFirstTokenTimeout) {
+TEST_F(FaultCatalogueTest, UnaryStallOnReusedConnectionIsFirstTokenTimeout) {
   // Leave an idle keep-alive connection to the simulator in the pool.
   grpc::ClientContext ctx;
   SetDeadline(&ctx, absl::Seconds(20));

@@ -114,8 +114,7 @@ TEST_F(FaultTimingTest, EchelonConcurrencyLimitCapsUpstreamAndRejectsFast) {
 // target 'conc-pool'" instead of RESOURCE_EXHAUSTED. Observed: 18 of 20 calls
 // UNAVAILABLE within ~1 ms; the cap itself held (max_active <= 2, in_flight
 // back to 0).
-TEST_F(FaultTimingTest,
-       InstanceConcurrencyLimitCapsUpstreamAndRejectsFast) {
+TEST_F(FaultTimingTest, InstanceConcurrencyLimitCapsUpstreamAndRejectsFast) {
   ExpectConcurrencyCapped(*gw_, "conc-pool", "s6i");
   auto pool = gw_->PoolStatus("conc-pool");
   ASSERT_TRUE(pool.ok()) << pool.status();

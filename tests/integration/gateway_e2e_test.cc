@@ -3,8 +3,8 @@
 // C++ stub, exactly as a service would.
 #include <chrono>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
