@@ -122,7 +122,7 @@ TEST_F(SecurityHygieneTest, NoCanaryOrPartOfOneLeavesTheGateway) {
   EXPECT_TRUE(Execute(kClientToken, "claude-pool").ok());
   EXPECT_TRUE(Stream(kClientToken, "claude-pool").ok());
   // Client auth failures with tokens that share a canary's parts.
-  for (const std::string wrong :
+  for (const std::string& wrong :
        {std::string(kCanaryKey), std::string(kClientToken) + "x",
         std::string(kClientToken).substr(0, 20), std::string("Bearer"),
         std::string(kCanaryKey2)}) {
