@@ -264,6 +264,30 @@ struct LimitsConfig {
   int64_t max_tokens = 0;
 };
 
+// `cluster:` — state shared by several replicas through a store (Redis).
+// Absent (enabled=false): every limit, cooldown and breaker is in process.
+struct ClusterConfig {
+  bool enabled = false;
+  std::string address = "127.0.0.1:6379";  // host:port of the store
+  std::string password;                     // secret; never logged
+  int database = 0;
+  // Every key this gateway writes starts with it; replicas that should
+  // share state use the same prefix.
+  std::string key_prefix = "echelon";
+  // How long a shared limit decision may take before the replica decides
+  // with its local share of the limit instead.
+  absl::Duration decision_timeout = absl::Milliseconds(2);
+  absl::Duration connect_timeout = absl::Milliseconds(500);
+  // Reconnect backoff: starts at min, doubles up to max.
+  absl::Duration reconnect_min = absl::Milliseconds(100);
+  absl::Duration reconnect_max = absl::Seconds(5);
+  // Share of every global RPM/TPM limit a replica enforces on its own while
+  // the store is unreachable (e.g. 0.34 for three replicas).
+  double local_share = 1.0;
+  // Name of this replica in logs and published events; empty: host:pid.
+  std::string replica_id;
+};
+
 struct GatewayConfig {
   std::vector<ProviderConfig> providers;
   std::vector<ModelConfig> models;
@@ -271,6 +295,7 @@ struct GatewayConfig {
   std::vector<PoolConfig> pools;
   AuthConfig auth;
   LimitsConfig limits;
+  ClusterConfig cluster;
 };
 
 }  // namespace echelon

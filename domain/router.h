@@ -60,6 +60,7 @@
 #include "domain/event_loop.h"
 #include "domain/observer.h"
 #include "domain/provider.h"
+#include "domain/shared_state.h"
 #include "domain/status.h"
 
 namespace echelon {
@@ -116,6 +117,12 @@ struct RouterOptions {
   std::optional<uint64_t> random_seed;
   // Finished requests kept for RecentTraces().
   size_t trace_history = 100;
+  // State shared with other replicas (config `cluster:`); not owned, must
+  // outlive the router. Null: everything stays in process. With a store,
+  // the in-process RPM/TPM limiters enforce `local_share` of each limit and
+  // only decide when the store cannot (SharedDecision::kLocal).
+  SharedState* shared = nullptr;
+  double local_share = 1.0;
 };
 
 // Receives the result of one routed request. All calls come on the event
@@ -199,6 +206,11 @@ class Router {
 
   // The most recent finished requests, oldest first. Thread-safe.
   virtual std::vector<RoutingTrace> RecentTraces() const { return {}; }
+
+  // Applies another replica's observation (cooldown, disablement,
+  // ejection, breaker state) without publishing it again. Loop thread only.
+  // Events naming unknown instances, pools or echelons are ignored.
+  virtual void ApplySharedEvent(const SharedEvent& event) { (void)event; }
 };
 
 }  // namespace echelon
