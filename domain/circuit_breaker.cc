@@ -70,6 +70,29 @@ void CircuitBreaker::Open(absl::Time now) {
   TransitionTo(BreakerPhase::kOpen);
 }
 
+void CircuitBreaker::ForceOpen(absl::Time now, absl::Time until) {
+  if (!config_.enabled || until <= now) return;
+  Advance(now);
+  if (phase_ == BreakerPhase::kOpen && open_until_ >= until) return;
+  open_until_ = until;
+  consecutive_failures_ = 0;
+  probes_in_flight_ = 0;
+  probe_successes_ = 0;
+  window_.Clear();
+  TransitionTo(BreakerPhase::kOpen);
+}
+
+void CircuitBreaker::ForceClose(absl::Time now) {
+  Advance(now);
+  if (phase_ == BreakerPhase::kClosed) return;
+  reopens_ = 0;
+  consecutive_failures_ = 0;
+  probes_in_flight_ = 0;
+  probe_successes_ = 0;
+  window_.Clear();
+  TransitionTo(BreakerPhase::kClosed);
+}
+
 void CircuitBreaker::OnSuccess(absl::Time now) {
   if (!config_.enabled) return;
   Advance(now);

@@ -50,6 +50,11 @@ class CircuitBreaker {
   // caller error): frees its half-open slot.
   void OnNeutral(absl::Time now);
 
+  // Another replica's verdict (shared state): open until `until` unless
+  // already open longer; or closed again. Neither changes reopen_count().
+  void ForceOpen(absl::Time now, absl::Time until);
+  void ForceClose(absl::Time now);
+
   BreakerPhase phase(absl::Time now);
   // The phase phase(now) would report, without transitioning (for status
   // readers on other threads, under the owner's lock).

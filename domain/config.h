@@ -269,7 +269,7 @@ struct LimitsConfig {
 struct ClusterConfig {
   bool enabled = false;
   std::string address = "127.0.0.1:6379";  // host:port of the store
-  std::string password;                     // secret; never logged
+  std::string password;                    // secret; never logged
   int database = 0;
   // Every key this gateway writes starts with it; replicas that should
   // share state use the same prefix.

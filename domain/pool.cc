@@ -83,12 +83,20 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(
       }
     }
     std::string name = instances[i]->name();
+    Member* mp = m.get();
     m->breaker.set_listener(
-        [p, name](BreakerPhase from, BreakerPhase to)
+        [p, mp, name](BreakerPhase from, BreakerPhase to)
             ABSL_NO_THREAD_SAFETY_ANALYSIS {
               // Breaker calls happen under mu_.
               p->pending_transitions_.push_back({name, from, to});
               p->stats_.breaker_transitions++;
+              if (to == BreakerPhase::kOpen) {
+                p->QueueShared(SharedEventKind::kBreakerOpen, *mp,
+                               mp->breaker.half_open_at());
+              } else if (to == BreakerPhase::kClosed) {
+                p->QueueShared(SharedEventKind::kBreakerClosed, *mp,
+                               absl::InfinitePast());
+              }
             });
     p->members_.push_back(std::move(m));
   }
@@ -101,16 +109,69 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(
   return pool;
 }
 
+void Pool::QueueShared(SharedEventKind kind, const Member& m,
+                       absl::Time until) {
+  if (applying_shared_ || !options_.on_shared_event) return;
+  SharedEvent e;
+  e.kind = kind;
+  e.name = m.instance->name();
+  e.until = until;
+  if (kind != SharedEventKind::kCooldown && kind != SharedEventKind::kDisable) {
+    e.scope = options_.name;
+  }
+  if (kind == SharedEventKind::kBreakerOpen ||
+      kind == SharedEventKind::kBreakerClosed) {
+    e.breaker_kind = "instance";
+  }
+  pending_shared_.push_back(std::move(e));
+}
+
 void Pool::FlushTransitions() {
   std::vector<Transition> t;
+  std::vector<SharedEvent> shared;
   {
     absl::MutexLock l(&mu_);
     t.swap(pending_transitions_);
+    shared.swap(pending_shared_);
   }
-  if (!options_.on_breaker_transition) return;
-  for (const Transition& x : t) {
-    options_.on_breaker_transition(options_.name, x.instance, x.from, x.to);
+  if (options_.on_breaker_transition) {
+    for (const Transition& x : t) {
+      options_.on_breaker_transition(options_.name, x.instance, x.from, x.to);
+    }
   }
+  if (options_.on_shared_event) {
+    for (const SharedEvent& e : shared) options_.on_shared_event(e);
+  }
+}
+
+void Pool::ApplyShared(const SharedEvent& e, absl::Time now) {
+  {
+    absl::MutexLock l(&mu_);
+    applying_shared_ = true;
+    for (const auto& up : members_) {
+      Member* m = up.get();
+      if (m->instance->name() != e.name) continue;
+      switch (e.kind) {
+        case SharedEventKind::kEject:
+          if (e.until > now) {
+            m->health = InstanceHealth::kUnhealthy;
+            m->ejected_until = std::max(m->ejected_until, e.until);
+            m->consecutive_failures = 0;
+          }
+          break;
+        case SharedEventKind::kBreakerOpen:
+          m->breaker.ForceOpen(now, e.until);
+          break;
+        case SharedEventKind::kBreakerClosed:
+          m->breaker.ForceClose(now);
+          break;
+        default:
+          break;
+      }
+    }
+    applying_shared_ = false;
+  }
+  FlushTransitions();
 }
 
 InstanceHealth Pool::EffectiveHealth(const Member& m, absl::Time now) const {
@@ -232,6 +293,7 @@ void Pool::Eject(Member* m, absl::Time now, absl::Duration for_time) {
   m->health = InstanceHealth::kUnhealthy;
   m->ejected_until = now + for_time;
   m->consecutive_failures = 0;
+  QueueShared(SharedEventKind::kEject, *m, m->ejected_until);
 }
 
 void Pool::Report(Member* m, absl::Time now, const Outcome& o) {
@@ -285,10 +347,12 @@ void Pool::Report(Member* m, absl::Time now, const Outcome& o) {
           cool = std::min(o.error.retry_after, o.max_retry_after);
         }
         m->instance->CoolDown(now + cool);
+        QueueShared(SharedEventKind::kCooldown, *m, now + cool);
         m->breaker.OnNeutral(now);
       } else if (c == ErrorClass::kAuthError ||
                  c == ErrorClass::kQuotaExhausted) {
         m->instance->Disable(now + hc.disable_time);
+        QueueShared(SharedEventKind::kDisable, *m, now + hc.disable_time);
         m->breaker.OnNeutral(now);
         Eject(m, now, hc.disable_time);
       } else if (IsHealthFailure(c)) {

@@ -55,6 +55,7 @@
 #include "domain/instance.h"
 #include "domain/provider.h"
 #include "domain/rotation.h"
+#include "domain/shared_state.h"
 #include "domain/stats.h"
 #include "domain/status.h"
 
@@ -75,6 +76,11 @@ class Pool {
     std::function<void(const std::string& pool, const std::string& instance,
                        BreakerPhase from, BreakerPhase to)>
         on_breaker_transition;
+    // Called (on the loop thread, under no pool lock) for local
+    // observations other replicas should share: cooldowns, disablements,
+    // passive ejections, breakers opening or closing. Never for events
+    // applied through ApplyShared().
+    std::function<void(const SharedEvent&)> on_shared_event;
   };
 
   // Errors: INVALID_ARGUMENT for an unknown strategy. `previous` (may be
@@ -130,6 +136,11 @@ class Pool {
   void RequestFinished(bool success);
   void CountRetry();
 
+  // Applies another replica's ejection or breaker verdict for one of this
+  // pool's instances (kEject, kBreakerOpen, kBreakerClosed); other kinds and
+  // unknown instances are ignored. Loop thread only.
+  void ApplyShared(const SharedEvent& e, absl::Time now);
+
   PoolStatusView GetStatus(absl::Time now) const;
   InstanceHealth HealthOf(const std::string& instance, absl::Time now) const;
   BreakerPhase BreakerOf(const std::string& instance, absl::Time now) const;
@@ -171,6 +182,10 @@ class Pool {
     BreakerPhase from, to;
   };
   std::vector<Transition> pending_transitions_ ABSL_GUARDED_BY(mu_);
+  std::vector<SharedEvent> pending_shared_ ABSL_GUARDED_BY(mu_);
+  bool applying_shared_ ABSL_GUARDED_BY(mu_) = false;
+  void QueueShared(SharedEventKind kind, const Member& m, absl::Time until)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 // Pool-scoped state of one instance. Fields are guarded by the owning

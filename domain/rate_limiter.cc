@@ -100,6 +100,18 @@ class SlidingWindow : public MinuteLimit {
 
 }  // namespace
 
+RateLimitConfig ScaleRateLimits(RateLimitConfig limits, double share) {
+  if (share >= 1.0 || share <= 0.0) return limits;
+  auto scale = [share](int64_t v) -> int64_t {
+    if (v <= 0) return v;
+    return std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(static_cast<double>(v) * share - 1e-9)));
+  };
+  limits.requests_per_minute = scale(limits.requests_per_minute);
+  limits.tokens_per_minute = scale(limits.tokens_per_minute);
+  return limits;
+}
+
 std::unique_ptr<MinuteLimit> MakeMinuteLimit(RateLimitAlgorithm algorithm,
                                              int64_t per_minute, double burst) {
   if (per_minute <= 0) return nullptr;

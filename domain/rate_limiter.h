@@ -32,6 +32,11 @@ class MinuteLimit {
   virtual int64_t Used(absl::Time now) = 0;
 };
 
+// `limits` with each per-minute figure scaled by `share` (0 < share <= 1),
+// rounded up and never below 1 for a limit that is set: a replica's local
+// share of a limit shared by several replicas.
+RateLimitConfig ScaleRateLimits(RateLimitConfig limits, double share);
+
 std::unique_ptr<MinuteLimit> MakeMinuteLimit(RateLimitAlgorithm algorithm,
                                              int64_t per_minute, double burst);
 

@@ -78,6 +78,11 @@ class RouterCore {
   bool shut_down = false;
 
   RouterObserver* observer() const { return options.observer; }
+  SharedState* shared() const { return options.shared; }
+  // Shares a local observation with the other replicas.
+  void Publish(const SharedEvent& e) {
+    if (options.shared != nullptr && !shut_down) options.shared->Publish(e);
+  }
 
   std::vector<Pool*> AllPools() {
     std::vector<Pool*> out;
@@ -143,6 +148,19 @@ class RouteCall : public RequestHandle,
   // Task groups.
   void EnterGroup(TaskGroup* g, int only_echelon);
   void EnterEchelon(int from, int preferred_model);
+  // Takes echelon `index`'s RPM/TPM reservation (decided by the shared
+  // store when `d` is set, else by the in-process limiter) and its
+  // concurrency slot. True when the request stays with the echelon
+  // (activated or queued) or finished; false: try the next one.
+  bool AdmitEchelon(int index, int model, int64_t tokens,
+                    std::optional<SharedDecision> d);
+  // Asks the shared store about echelon `index`'s limits; continues in
+  // AdmitEchelon when the answer comes.
+  void AcquireShared(int index, int model, int64_t tokens);
+  // Gives back / corrects the echelon's RPM/TPM reservation wherever it was
+  // taken (shared store or in process).
+  void CancelEchelonReservation(EchelonState* e, int64_t tokens);
+  void ReconcileEchelon(EchelonState* e, int64_t reserved, int64_t actual);
   void ActivateEchelon(int index, int64_t tokens, int preferred_model);
   void AfterQueue(int index, int64_t tokens, int preferred_model, bool granted);
   void LeaveEchelon(bool success);
@@ -203,6 +221,8 @@ class RouteCall : public RequestHandle,
   bool echelon_health_failed_ = false;
   bool forced_last_resort_ = false;
   int64_t echelon_reserved_tokens_ = 0;
+  // The echelon's RPM/TPM reservation was taken in the shared store.
+  bool echelon_shared_ = false;
   int64_t echelon_used_tokens_ = 0;
   absl::Time echelon_entered_;
   EchelonState* queued_on_ = nullptr;
@@ -490,55 +510,122 @@ void RouteCall::EnterEchelon(int from, int preferred_model) {
     const ModelConfig& mc =
         core_->models.at(c.models[static_cast<size_t>(model)])->config;
     int64_t tokens = EstimateTokens(&c, &mc);
-    absl::Duration wait = absl::ZeroDuration();
-    if (!e->TryReserve(now, tokens, &wait)) {
-      e->CountRejected();
-      retry_hint_ = std::min(retry_hint_, now + wait);
-      if (c.concurrency.on_overflow == OverflowPolicy::kReject) {
-        resp_.retry_after = wait;
-        Finish(absl::ResourceExhaustedError(absl::StrCat(
-            "rate limit of echelon '", e->full_name(), "' reached")));
-        return;
-      }
-      skipped_for_limits_ = true;
-      continue;
+    const RateLimitConfig& rl = c.rate_limit;
+    if (core_->shared() != nullptr &&
+        (rl.requests_per_minute > 0 || rl.tokens_per_minute > 0)) {
+      AcquireShared(i, model, tokens);
+      return;
     }
-    if (!e->concurrency().TryAcquire()) {
-      if (c.concurrency.queue_size > 0) {
-        std::weak_ptr<RouteCall> weak = shared_from_this();
-        queue_ticket_ =
-            e->concurrency().Enqueue([weak, e, i, tokens, model](bool granted) {
-              auto self = weak.lock();
-              if (self == nullptr || self->done_) {
-                if (granted) e->concurrency().Release();
-                return;
-              }
-              self->AfterQueue(i, tokens, model, granted);
-            });
-        if (queue_ticket_ != ConcurrencyLimiter::kNoTicket) {
-          queued_on_ = e;
-          echelon_ = i;  // waiting here
-          echelon_reserved_tokens_ = tokens;
-          return;
-        }
-      }
-      e->CancelReservation(now, tokens);
-      e->CountRejected();
-      retry_hint_ = std::min(retry_hint_, now + c.concurrency.queue_timeout);
-      if (c.concurrency.on_overflow == OverflowPolicy::kReject) {
-        resp_.retry_after = c.concurrency.queue_timeout;
-        Finish(absl::ResourceExhaustedError(absl::StrCat(
-            "concurrency limit of echelon '", e->full_name(), "' reached")));
-        return;
-      }
-      skipped_for_limits_ = true;
-      continue;
-    }
-    ActivateEchelon(i, tokens, model);
-    return;
+    if (AdmitEchelon(i, model, tokens, std::nullopt)) return;
   }
   echelon_ = -1;
   GroupExhausted();
+}
+
+void RouteCall::AcquireShared(int index, int model, int64_t tokens) {
+  EchelonState* e = group_->echelons()[static_cast<size_t>(index)].get();
+  SharedState* shared = core_->shared();
+  SharedLimit limit = e->shared_limit();
+  std::weak_ptr<RouteCall> weak = shared_from_this();
+  shared->Acquire(
+      limit, tokens,
+      [weak, shared, limit, index, model, tokens](SharedDecision d) {
+        auto self = weak.lock();
+        if (self == nullptr || self->done_) {
+          // Finished while waiting: give the share back.
+          if (d.kind == SharedDecision::Kind::kAllowed) {
+            shared->Adjust(limit, -1, -tokens);
+          }
+          return;
+        }
+        if (!self->AdmitEchelon(index, model, tokens, d)) {
+          self->EnterEchelon(index + 1, -1);
+        }
+      });
+}
+
+bool RouteCall::AdmitEchelon(int i, int model, int64_t tokens,
+                             std::optional<SharedDecision> d) {
+  absl::Time now = Now();
+  EchelonState* e = group_->echelons()[static_cast<size_t>(i)].get();
+  const EchelonConfig& c = e->config();
+  absl::Duration wait = absl::ZeroDuration();
+  bool reserved = false;
+  echelon_shared_ = false;
+  if (d.has_value() && d->kind == SharedDecision::Kind::kAllowed) {
+    reserved = true;
+    echelon_shared_ = true;
+  } else if (d.has_value() && d->kind == SharedDecision::Kind::kRefused) {
+    wait = d->retry_after;
+  } else {
+    reserved = e->TryReserve(now, tokens, &wait);
+  }
+  if (!reserved) {
+    e->CountRejected();
+    retry_hint_ = std::min(retry_hint_, now + wait);
+    if (c.concurrency.on_overflow == OverflowPolicy::kReject) {
+      resp_.retry_after = wait;
+      Finish(absl::ResourceExhaustedError(absl::StrCat(
+          "rate limit of echelon '", e->full_name(), "' reached")));
+      return true;
+    }
+    skipped_for_limits_ = true;
+    return false;
+  }
+  if (!e->concurrency().TryAcquire()) {
+    if (c.concurrency.queue_size > 0) {
+      std::weak_ptr<RouteCall> weak = shared_from_this();
+      queue_ticket_ =
+          e->concurrency().Enqueue([weak, e, i, tokens, model](bool granted) {
+            auto self = weak.lock();
+            if (self == nullptr || self->done_) {
+              if (granted) e->concurrency().Release();
+              return;
+            }
+            self->AfterQueue(i, tokens, model, granted);
+          });
+      if (queue_ticket_ != ConcurrencyLimiter::kNoTicket) {
+        queued_on_ = e;
+        echelon_ = i;  // waiting here
+        echelon_reserved_tokens_ = tokens;
+        return true;
+      }
+    }
+    CancelEchelonReservation(e, tokens);
+    e->CountRejected();
+    retry_hint_ = std::min(retry_hint_, now + c.concurrency.queue_timeout);
+    if (c.concurrency.on_overflow == OverflowPolicy::kReject) {
+      resp_.retry_after = c.concurrency.queue_timeout;
+      Finish(absl::ResourceExhaustedError(absl::StrCat(
+          "concurrency limit of echelon '", e->full_name(), "' reached")));
+      return true;
+    }
+    skipped_for_limits_ = true;
+    return false;
+  }
+  ActivateEchelon(i, tokens, model);
+  return true;
+}
+
+void RouteCall::CancelEchelonReservation(EchelonState* e, int64_t tokens) {
+  if (echelon_shared_) {
+    core_->shared()->Adjust(e->shared_limit(), -1, -tokens);
+  } else {
+    e->CancelReservation(Now(), tokens);
+  }
+  echelon_shared_ = false;
+}
+
+void RouteCall::ReconcileEchelon(EchelonState* e, int64_t reserved,
+                                 int64_t actual) {
+  if (echelon_shared_) {
+    if (actual != reserved) {
+      core_->shared()->Adjust(e->shared_limit(), 0, actual - reserved);
+    }
+  } else {
+    e->Reconcile(Now(), reserved, actual);
+  }
+  echelon_shared_ = false;
 }
 
 void RouteCall::AfterQueue(int index, int64_t tokens, int preferred_model,
@@ -551,7 +638,7 @@ void RouteCall::AfterQueue(int index, int64_t tokens, int preferred_model,
     return;
   }
   absl::Time now = Now();
-  e->CancelReservation(now, tokens);
+  CancelEchelonReservation(e, tokens);
   e->CountRejected();
   echelon_ = -1;
   if (e->config().concurrency.on_overflow == OverflowPolicy::kReject) {
@@ -590,7 +677,7 @@ void RouteCall::ActivateEchelon(int index, int64_t tokens,
 void RouteCall::LeaveEchelon(bool success) {
   if (queued_on_ != nullptr) {
     queued_on_->concurrency().Abandon(queue_ticket_);
-    queued_on_->CancelReservation(Now(), echelon_reserved_tokens_);
+    CancelEchelonReservation(queued_on_, echelon_reserved_tokens_);
     queued_on_ = nullptr;
     queue_ticket_ = ConcurrencyLimiter::kNoTicket;
   }
@@ -599,10 +686,10 @@ void RouteCall::LeaveEchelon(bool success) {
   EchelonState* e = CurrentEchelon();
   absl::Time now = Now();
   e->concurrency().Release();
-  e->Reconcile(now, echelon_reserved_tokens_,
-               echelon_used_tokens_ > 0 ? echelon_used_tokens_
-               : success                ? echelon_reserved_tokens_
-                                        : 0);
+  ReconcileEchelon(e, echelon_reserved_tokens_,
+                   echelon_used_tokens_ > 0 ? echelon_used_tokens_
+                   : success                ? echelon_reserved_tokens_
+                                            : 0);
   if (echelon_breaker_taken_) {
     if (success) {
       e->BreakerSuccess(now);
@@ -1482,6 +1569,39 @@ class RouterImpl : public Router {
                                      core_->traces.end());
   }
 
+  void ApplySharedEvent(const SharedEvent& e) override {
+    RouterCore& c = *core_;
+    absl::Time now = c.loop.Now();
+    switch (e.kind) {
+      case SharedEventKind::kCooldown:
+      case SharedEventKind::kDisable: {
+        auto it = c.instances.find(e.name);
+        if (it == c.instances.end() || e.until <= now) return;
+        if (e.kind == SharedEventKind::kCooldown) {
+          it->second->CoolDown(e.until);
+        } else {
+          it->second->Disable(e.until);
+        }
+        return;
+      }
+      case SharedEventKind::kEject:
+      case SharedEventKind::kBreakerOpen:
+      case SharedEventKind::kBreakerClosed:
+        if (e.breaker_kind == "echelon") {
+          auto g = c.groups.find(e.scope);
+          if (g == c.groups.end()) return;
+          int idx = g->second->IndexOf(e.name);
+          if (idx < 0) return;
+          g->second->echelons()[static_cast<size_t>(idx)]->ApplyShared(e, now);
+          return;
+        }
+        for (Pool* p : c.AllPools()) {
+          if (p->name() == e.scope) p->ApplyShared(e, now);
+        }
+        return;
+    }
+  }
+
   const RouterCore& core() const { return *core_; }
 
  private:
@@ -1505,6 +1625,9 @@ Pool::Options PoolOptions(RouterCore* core, std::string name,
       obs->OnBreakerTransition({"instance", pool, instance, from, to});
     }
   };
+  if (core->shared() != nullptr) {
+    o.on_shared_event = [core](const SharedEvent& e) { core->Publish(e); };
+  }
   return o;
 }
 
@@ -1558,7 +1681,17 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Create(
       d.id = "default";
       instances.push_back(d);
     }
-    for (const InstanceConfig& ic : instances) {
+    for (InstanceConfig ic : instances) {
+      if (c->shared() != nullptr) {
+        // Instance RPM/TPM limits stay per replica: each enforces its
+        // local share of them.
+        RateLimitConfig scaled;
+        scaled.requests_per_minute = ic.requests_per_minute;
+        scaled.tokens_per_minute = ic.tokens_per_minute;
+        scaled = ScaleRateLimits(scaled, options.local_share);
+        ic.requests_per_minute = scaled.requests_per_minute;
+        ic.tokens_per_minute = scaled.tokens_per_minute;
+      }
       auto ep = std::make_shared<Endpoint>();
       ep->base_url = ic.base_url.empty() ? pc->second->base_url : ic.base_url;
       ep->api_key = ic.api_key.empty() ? pc->second->api_key : ic.api_key;
@@ -1620,7 +1753,12 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Create(
         return absl::InvalidArgumentError(
             absl::StrCat("echelon '", g.name, ".", e->name, "' has no models"));
       }
-      auto state = std::make_unique<EchelonState>(g.name, *e, loop);
+      auto state = std::make_unique<EchelonState>(
+          g.name, *e, loop, c->shared() != nullptr ? options.local_share : 1.0);
+      if (c->shared() != nullptr) {
+        state->set_shared_listener(
+            [c](const SharedEvent& ev) { c->Publish(ev); });
+      }
       std::string gname = g.name, ename = e->name;
       state->set_breaker_listener(
           [c, gname, ename](BreakerPhase from, BreakerPhase to) {

@@ -7,23 +7,59 @@
 namespace echelon {
 
 EchelonState::EchelonState(std::string group, const EchelonConfig& config,
-                           EventLoop& loop)
+                           EventLoop& loop, double local_share)
     : group_(std::move(group)),
       config_(config),
       full_name_(absl::StrCat(group_, ".", config.name)),
       concurrency_(config.concurrency, loop),
       retry_budget_(config.retry),
       breaker_(config.breaker),
-      limiter_(config.rate_limit) {}
+      limiter_(ScaleRateLimits(config.rate_limit, local_share)),
+      shared_limit_{absl::StrCat("echelon/", group_, "/", config.name),
+                    config.rate_limit},
+      status_limits_(config.rate_limit) {}
+
+void EchelonState::OnBreakerTransition(BreakerPhase from, BreakerPhase to) {
+  stats_.breaker_transitions++;
+  if (listener_) listener_(from, to);
+  if (applying_shared_ || !shared_listener_) return;
+  SharedEvent e;
+  e.scope = group_;
+  e.breaker_kind = "echelon";
+  e.name = config_.name;
+  if (to == BreakerPhase::kOpen) {
+    e.kind = SharedEventKind::kBreakerOpen;
+    e.until = breaker_.half_open_at();
+    shared_listener_(e);
+  } else if (to == BreakerPhase::kClosed) {
+    e.kind = SharedEventKind::kBreakerClosed;
+    shared_listener_(e);
+  }
+}
 
 void EchelonState::set_breaker_listener(TransitionListener l) {
   absl::MutexLock lock(&mu_);
   listener_ = std::move(l);
-  breaker_.set_listener([this](BreakerPhase from, BreakerPhase to)
-                            ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                              stats_.breaker_transitions++;
-                              if (listener_) listener_(from, to);
-                            });
+  breaker_.set_listener(
+      [this](BreakerPhase from, BreakerPhase to)
+          ABSL_NO_THREAD_SAFETY_ANALYSIS { OnBreakerTransition(from, to); });
+}
+
+void EchelonState::set_shared_listener(
+    std::function<void(const SharedEvent&)> l) {
+  absl::MutexLock lock(&mu_);
+  shared_listener_ = std::move(l);
+}
+
+void EchelonState::ApplyShared(const SharedEvent& e, absl::Time now) {
+  absl::MutexLock l(&mu_);
+  applying_shared_ = true;
+  if (e.kind == SharedEventKind::kBreakerOpen) {
+    breaker_.ForceOpen(now, e.until);
+  } else if (e.kind == SharedEventKind::kBreakerClosed) {
+    breaker_.ForceClose(now);
+  }
+  applying_shared_ = false;
 }
 
 void EchelonState::CopyStateFrom(const EchelonState& old) {
@@ -32,11 +68,9 @@ void EchelonState::CopyStateFrom(const EchelonState& old) {
   CircuitBreaker b = old.breaker_;
   b.Reconfigure(config_.breaker);
   // Keep our own listener.
-  b.set_listener([this](BreakerPhase from, BreakerPhase to)
-                     ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                       stats_.breaker_transitions++;
-                       if (listener_) listener_(from, to);
-                     });
+  b.set_listener(
+      [this](BreakerPhase from, BreakerPhase to)
+          ABSL_NO_THREAD_SAFETY_ANALYSIS { OnBreakerTransition(from, to); });
   breaker_ = std::move(b);
   stats_ = old.stats_;
   stats_.in_flight = 0;
@@ -136,9 +170,9 @@ EchelonStatusView EchelonState::GetStatus(absl::Time now) const {
   v.in_flight = concurrency_.in_flight();
   v.queued = concurrency_.queued();
   RateLimiter::Usage u = limiter_.GetUsage(now);
-  v.requests_per_minute = u.requests_per_minute;
+  v.requests_per_minute = status_limits_.requests_per_minute;
   v.requests_used = u.requests_used;
-  v.tokens_per_minute = u.tokens_per_minute;
+  v.tokens_per_minute = status_limits_.tokens_per_minute;
   v.tokens_used = u.tokens_used;
   v.active_retries = retry_budget_.active_retries();
   v.retry_budget = retry_budget_.limit();

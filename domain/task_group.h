@@ -25,6 +25,7 @@
 #include "domain/pool.h"
 #include "domain/rate_limiter.h"
 #include "domain/retry.h"
+#include "domain/shared_state.h"
 #include "domain/stats.h"
 #include "domain/status.h"
 
@@ -34,7 +35,11 @@ class EchelonState {
  public:
   using TransitionListener = std::function<void(BreakerPhase, BreakerPhase)>;
 
-  EchelonState(std::string group, const EchelonConfig& config, EventLoop& loop);
+  // `local_share` scales the in-process RPM/TPM limiter (replicas sharing
+  // the limit through SharedState); status still shows the configured
+  // figures.
+  EchelonState(std::string group, const EchelonConfig& config, EventLoop& loop,
+               double local_share = 1.0);
 
   const std::string& group() const { return group_; }
   const std::string& name() const { return config_.name; }
@@ -43,6 +48,14 @@ class EchelonState {
   const EchelonConfig& config() const { return config_; }
 
   void set_breaker_listener(TransitionListener l);
+  // Called (on the loop thread, under the echelon's lock: must not call
+  // back) when the breaker opens or closes by a local verdict, for sharing
+  // with other replicas.
+  void set_shared_listener(std::function<void(const SharedEvent&)> l);
+  // Applies another replica's breaker verdict without reporting it back.
+  void ApplyShared(const SharedEvent& e, absl::Time now);
+  // The limits the shared store enforces for this echelon.
+  const SharedLimit& shared_limit() const { return shared_limit_; }
   // Carries breaker state and counters over from the prior snapshot.
   void CopyStateFrom(const EchelonState& old);
 
@@ -87,6 +100,14 @@ class EchelonState {
   mutable RateLimiter limiter_ ABSL_GUARDED_BY(mu_);
   TrafficStats stats_ ABSL_GUARDED_BY(mu_);
   TransitionListener listener_;
+  std::function<void(const SharedEvent&)> shared_listener_;
+  bool applying_shared_ ABSL_GUARDED_BY(mu_) = false;
+  const SharedLimit shared_limit_;
+  // Configured (unscaled) limits, for status.
+  const RateLimitConfig status_limits_;
+
+  void OnBreakerTransition(BreakerPhase from, BreakerPhase to)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 class TaskGroup {

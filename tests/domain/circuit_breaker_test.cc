@@ -148,5 +148,27 @@ TEST_F(CircuitBreakerTest, PeekPhaseDoesNotTransition) {
   EXPECT_EQ(transitions_.size(), 1u);
 }
 
+TEST_F(CircuitBreakerTest, ForceOpenAndCloseApplyAnotherReplicasVerdict) {
+  CircuitBreaker b = Make();
+  b.ForceOpen(t0_, t0_ + absl::Seconds(20));
+  EXPECT_EQ(b.phase(t0_), BreakerPhase::kOpen);
+  EXPECT_EQ(b.half_open_at(), t0_ + absl::Seconds(20));
+  // A shorter verdict does not shorten the open time; a past one is void.
+  b.ForceOpen(t0_, t0_ + absl::Seconds(5));
+  EXPECT_EQ(b.half_open_at(), t0_ + absl::Seconds(20));
+  EXPECT_EQ(b.reopen_count(), 0);
+  EXPECT_EQ(b.phase(t0_ + absl::Seconds(20)), BreakerPhase::kHalfOpen);
+  EXPECT_TRUE(b.Allow(t0_ + absl::Seconds(20)));
+  b.ForceClose(t0_ + absl::Seconds(21));
+  EXPECT_EQ(b.phase(t0_ + absl::Seconds(21)), BreakerPhase::kClosed);
+  // The probe that was in flight finishing late does not break the count.
+  b.OnSuccess(t0_ + absl::Seconds(22));
+  EXPECT_EQ(b.phase(t0_ + absl::Seconds(22)), BreakerPhase::kClosed);
+  b.ForceOpen(t0_ + absl::Seconds(30), t0_ + absl::Seconds(29));
+  EXPECT_EQ(b.phase(t0_ + absl::Seconds(30)), BreakerPhase::kClosed);
+  ASSERT_EQ(transitions_.size(), 3u);
+  EXPECT_EQ(transitions_[2].second, BreakerPhase::kClosed);
+}
+
 }  // namespace
 }  // namespace echelon

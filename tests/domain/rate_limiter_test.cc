@@ -95,5 +95,19 @@ TEST(RateLimiterTest, RefusalReservesNothing) {
   EXPECT_EQ(q.GetUsage(kT0).requests_used, 1);
 }
 
+TEST(RateLimiterTest, ScaleRateLimitsGivesEachReplicaItsShare) {
+  RateLimitConfig c;
+  c.requests_per_minute = 600;
+  c.tokens_per_minute = 10;
+  RateLimitConfig third = ScaleRateLimits(c, 0.34);
+  EXPECT_EQ(third.requests_per_minute, 204);
+  EXPECT_EQ(third.tokens_per_minute, 4);  // rounded up
+  RateLimitConfig tiny;
+  tiny.requests_per_minute = 1;
+  EXPECT_EQ(ScaleRateLimits(tiny, 0.1).requests_per_minute, 1);
+  EXPECT_EQ(ScaleRateLimits(tiny, 0.1).tokens_per_minute, 0);  // unset
+  EXPECT_EQ(ScaleRateLimits(c, 1.0).requests_per_minute, 600);
+}
+
 }  // namespace
 }  // namespace echelon
