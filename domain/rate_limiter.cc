@@ -105,7 +105,8 @@ RateLimitConfig ScaleRateLimits(RateLimitConfig limits, double share) {
   auto scale = [share](int64_t v) -> int64_t {
     if (v <= 0) return v;
     return std::max<int64_t>(
-        1, static_cast<int64_t>(std::ceil(static_cast<double>(v) * share - 1e-9)));
+        1,
+        static_cast<int64_t>(std::ceil(static_cast<double>(v) * share - 1e-9)));
   };
   limits.requests_per_minute = scale(limits.requests_per_minute);
   limits.tokens_per_minute = scale(limits.tokens_per_minute);
