@@ -81,6 +81,12 @@ void Instance::AttemptStarted(absl::Time now) {
   last_used_ = now;
 }
 
+void Instance::AttemptAbandoned() {
+  absl::MutexLock l(&mu_);
+  if (stats_.in_flight > 0) stats_.in_flight--;
+  if (stats_.requests > 0) stats_.requests--;
+}
+
 void Instance::AttemptFinished(absl::Time now, ErrorClass outcome,
                                absl::Duration latency, absl::Duration ttft,
                                const std::string& detail, int64_t tokens_in,

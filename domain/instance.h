@@ -69,6 +69,8 @@ class Instance {
   void Reconcile(absl::Time now, int64_t reserved, int64_t actual);
 
   void AttemptStarted(absl::Time now);
+  // Takes back an AttemptStarted() whose attempt never went out.
+  void AttemptAbandoned();
   // `latency` is the attempt's duration; `ttft` zero when unknown.
   void AttemptFinished(absl::Time now, ErrorClass outcome,
                        absl::Duration latency, absl::Duration ttft,

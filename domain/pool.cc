@@ -204,7 +204,7 @@ void Pool::Refresh(Member* m, absl::Time now) {
 Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
                          const std::function<bool(const Instance&)>& accept,
                          absl::Time* earliest, absl::Time* earliest_cooldown,
-                         bool* at_capacity) {
+                         bool* at_capacity, bool reserve_limits) {
   Member* chosen = nullptr;
   bool capacity = false;
   absl::Time soonest = absl::InfiniteFuture();
@@ -250,7 +250,7 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
       size_t i = strategy_->Pick(c, rng_);
       Member* m = set[i];
       absl::Duration wait;
-      if (m->instance->TryReserve(now, tokens, &wait)) {
+      if (!reserve_limits || m->instance->TryReserve(now, tokens, &wait)) {
         m->breaker.Allow(now);
         chosen = m;
         break;
@@ -275,6 +275,17 @@ Pool::Member* Pool::Pick(absl::Time now, int64_t tokens,
     *at_capacity = true;
   }
   return chosen;
+}
+
+void Pool::Unpick(Member* m, absl::Time now) {
+  m->instance->AttemptAbandoned();
+  {
+    absl::MutexLock l(&mu_);
+    if (m->requests > 0) m->requests--;
+    if (stats_.in_flight > 0) stats_.in_flight--;
+    m->breaker.OnNeutral(now);
+  }
+  FlushTransitions();
 }
 
 bool Pool::MayEject(const Member* m, absl::Time now) const {
@@ -302,7 +313,8 @@ void Pool::Report(Member* m, absl::Time now, const Outcome& o) {
   m->instance->AttemptFinished(now, c, o.latency, o.ttft, o.error.message,
                                o.tokens_in, o.tokens_out);
   m->instance->RecordUpstreamLimits(now, o.upstream_limits);
-  if (o.reserved_tokens > 0 || o.tokens_in + o.tokens_out > 0) {
+  if (!o.limits_elsewhere &&
+      (o.reserved_tokens > 0 || o.tokens_in + o.tokens_out > 0)) {
     m->instance->Reconcile(now, o.reserved_tokens,
                            o.tokens_in + o.tokens_out > 0
                                ? o.tokens_in + o.tokens_out

@@ -103,11 +103,16 @@ class Pool {
   // `*at_capacity` (may be null) is set when an otherwise eligible instance
   // was passed over only for its own concurrency or rate limits, so the
   // caller can answer RESOURCE_EXHAUSTED rather than UNAVAILABLE.
-  // Every non-null pick must be followed by exactly one Report().
+  // Every non-null pick must be followed by exactly one Report() or
+  // Unpick(). With `reserve_limits` false the instance's own RPM/TPM limits
+  // are left to the caller (shared across replicas).
   Member* Pick(absl::Time now, int64_t tokens,
                const std::function<bool(const Instance&)>& accept,
                absl::Time* earliest, absl::Time* earliest_cooldown = nullptr,
-               bool* at_capacity = nullptr);
+               bool* at_capacity = nullptr, bool reserve_limits = true);
+  // Undoes a Pick() whose attempt never went out (its instance's limit
+  // refused it): counters, in-flight and the breaker slot.
+  void Unpick(Member* member, absl::Time now);
 
   struct Outcome {
     UpstreamError error;  // error_class kNone for success
@@ -121,6 +126,9 @@ class Pool {
     absl::Duration max_retry_after = absl::Seconds(60);
     // What the upstream's headers said about its own limits (-1 unknown).
     UpstreamRateLimits upstream_limits;
+    // The instance's RPM/TPM reservation was taken outside the instance
+    // (shared store): leave its local limiter alone.
+    bool limits_elsewhere = false;
   };
   void Report(Member* member, absl::Time now, const Outcome& outcome);
 

@@ -75,6 +75,9 @@ class RouterCore {
   std::map<std::string, std::unique_ptr<TaskGroup>> groups;
   std::map<std::string, std::unique_ptr<PoolEntry>> pools;
   std::unordered_map<const void*, std::shared_ptr<void>> active;
+  // With a shared store: the global RPM/TPM limits of instances that have
+  // any, by instance name.
+  std::map<std::string, SharedLimit> instance_limits;
   bool shut_down = false;
 
   RouterObserver* observer() const { return options.observer; }
@@ -178,6 +181,15 @@ class RouteCall : public RequestHandle,
 
   // Attempts.
   void TryAttempt(bool waited);
+  // Sends the attempt to the picked member `m` of `pool`.
+  void Dispatch(Pool* pool, Pool::Member* m, ModelEntry* model,
+                const EchelonConfig* ec, int64_t tokens);
+  // The shared store's answer for the picked member's own limits.
+  void AfterInstanceDecision(Pool* pool, Pool::Member* m, ModelEntry* model,
+                             const EchelonConfig* ec, int64_t tokens,
+                             bool waited, SharedDecision d);
+  // Gives the shared instance reservation of the attempt back / corrects it.
+  void SettleInstanceShare(int64_t reserved, int64_t actual);
   void OnAttemptTimeout();
   void EndAttempt(UpstreamResult r);
   void AbortAttempt(ErrorClass c, const std::string& detail);
@@ -249,6 +261,13 @@ class RouteCall : public RequestHandle,
   int stage_retries_ = 0;
   std::set<std::string> tried_instances_;
   absl::Time no_instance_until_ = absl::InfiniteFuture();
+  // Instances whose own (shared) limit refused this request.
+  std::set<std::string> refused_instances_;
+  // A pick waiting for the shared store's decision on its instance limits.
+  Pool* pending_pool_ = nullptr;
+  Pool::Member* pending_member_ = nullptr;
+  // The attempt's instance reservation lives in the shared store.
+  const SharedLimit* attempt_shared_limit_ = nullptr;
   // Some instance was passed over only for its own concurrency/rate limits.
   bool at_capacity_ = false;
 
@@ -670,6 +689,7 @@ void RouteCall::ActivateEchelon(int index, int64_t tokens,
   budget_->RequestStarted();
   stage_retries_ = 0;
   tried_instances_.clear();
+  refused_instances_.clear();
   model_ = preferred_model >= 0 ? preferred_model : FirstModel(index, 0);
   TryAttempt(false);
 }
@@ -788,6 +808,7 @@ void RouteCall::EnterPool(PoolEntry* p) {
   budget_->RequestStarted();
   stage_retries_ = 0;
   tried_instances_.clear();
+  refused_instances_.clear();
   TryAttempt(false);
 }
 
@@ -892,17 +913,20 @@ void RouteCall::TryAttempt(bool waited) {
   absl::Time cooldown = absl::InfiniteFuture();
   // Pools mix models: only those able to take the request.
   auto capable = [this](const Instance& i) {
-    return mode_ != Mode::kPool ||
-           Incapable(core_->models.at(i.model())->config).empty();
+    return refused_instances_.count(i.name()) == 0 &&
+           (mode_ != Mode::kPool ||
+            Incapable(core_->models.at(i.model())->config).empty());
   };
   auto untried = [this, &capable](const Instance& i) {
     return tried_instances_.count(i.name()) == 0 && capable(i);
   };
-  Pool::Member* m =
-      pool->Pick(now, tokens, untried, &earliest, &cooldown, &at_capacity_);
+  // With a shared store the instances' own limits are decided there.
+  const bool local_limits = core_->shared() == nullptr;
+  Pool::Member* m = pool->Pick(now, tokens, untried, &earliest, &cooldown,
+                               &at_capacity_, local_limits);
   if (m == nullptr && !tried_instances_.empty()) {
     absl::Time e2 = absl::InfiniteFuture(), c2 = absl::InfiniteFuture();
-    m = pool->Pick(now, tokens, capable, &e2, &c2, &at_capacity_);
+    m = pool->Pick(now, tokens, capable, &e2, &c2, &at_capacity_, local_limits);
     earliest = std::min(earliest, e2);
     cooldown = std::min(cooldown, c2);
   }
@@ -932,6 +956,70 @@ void RouteCall::TryAttempt(bool waited) {
     auto it = pool_entry_->echelon_of_model.find(model->config.name);
     ec = it == pool_entry_->echelon_of_model.end() ? nullptr : it->second;
   }
+  if (!local_limits) {
+    auto lim = core_->instance_limits.find(m->instance->name());
+    if (lim != core_->instance_limits.end()) {
+      pending_pool_ = pool;
+      pending_member_ = m;
+      SharedState* shared = core_->shared();
+      const SharedLimit limit = lim->second;
+      std::weak_ptr<RouteCall> weak = shared_from_this();
+      shared->Acquire(limit, tokens,
+                      [weak, shared, limit, pool, m, model, ec, tokens,
+                       waited](SharedDecision d) {
+                        auto self = weak.lock();
+                        if (self == nullptr || self->done_) {
+                          if (d.kind == SharedDecision::Kind::kAllowed) {
+                            shared->Adjust(limit, -1, -tokens);
+                          }
+                          return;
+                        }
+                        self->AfterInstanceDecision(pool, m, model, ec, tokens,
+                                                    waited, d);
+                      });
+      return;
+    }
+  }
+  Dispatch(pool, m, model, ec, tokens);
+}
+
+void RouteCall::AfterInstanceDecision(Pool* pool, Pool::Member* m,
+                                      ModelEntry* model,
+                                      const EchelonConfig* ec, int64_t tokens,
+                                      bool waited, SharedDecision d) {
+  pending_pool_ = nullptr;
+  pending_member_ = nullptr;
+  absl::Time now = Now();
+  absl::Duration wait = d.retry_after;
+  bool ok = false;
+  if (d.kind == SharedDecision::Kind::kAllowed) {
+    ok = true;
+    attempt_shared_limit_ = &core_->instance_limits.at(m->instance->name());
+  } else if (d.kind == SharedDecision::Kind::kLocal) {
+    // The store could not answer: the instance's local share decides.
+    ok = m->instance->TryReserve(now, tokens, &wait);
+  }
+  if (ok) {
+    Dispatch(pool, m, model, ec, tokens);
+    return;
+  }
+  pool->Unpick(m, now);
+  refused_instances_.insert(m->instance->name());
+  at_capacity_ = true;
+  retry_hint_ = std::min(retry_hint_, now + wait);
+  TryAttempt(waited);
+}
+
+void RouteCall::SettleInstanceShare(int64_t reserved, int64_t actual) {
+  const SharedLimit* limit = attempt_shared_limit_;
+  attempt_shared_limit_ = nullptr;
+  if (limit == nullptr || actual == reserved) return;
+  core_->shared()->Adjust(*limit, 0, actual - reserved);
+}
+
+void RouteCall::Dispatch(Pool* pool, Pool::Member* m, ModelEntry* model,
+                         const EchelonConfig* ec, int64_t tokens) {
+  absl::Time now = Now();
   attempts_++;
   member_ = m;
   attempt_pool_ = pool;
@@ -1058,6 +1146,10 @@ void RouteCall::AbortAttempt(ErrorClass c, const std::string& detail) {
   o.latency = now - attempt_started_;
   o.reserved_tokens = attempt_reserved_;
   o.max_retry_after = StageRetry().max_retry_after;
+  if (attempt_shared_limit_ != nullptr) {
+    o.limits_elsewhere = true;
+    SettleInstanceShare(attempt_reserved_, attempt_reserved_);
+  }
   attempt_pool_->Report(m, now, o);
   if (c != ErrorClass::kCancelled) CountAttemptFailure(c);
   if (!resp_.attempts.empty()) {
@@ -1124,6 +1216,12 @@ void RouteCall::EndAttempt(UpstreamResult r) {
   o.tokens_out = has_usage ? usage.completion_tokens : 0;
   o.max_retry_after = StageRetry().max_retry_after;
   o.upstream_limits = r.rate_limits;
+  if (attempt_shared_limit_ != nullptr) {
+    o.limits_elsewhere = true;
+    SettleInstanceShare(attempt_reserved_, o.tokens_in + o.tokens_out > 0
+                                               ? o.tokens_in + o.tokens_out
+                                               : attempt_reserved_);
+  }
   attempt_pool_->Report(m, now, o);
   if (holding_retry_ && budget_ != nullptr) {
     budget_->RetryFinished();
@@ -1252,6 +1350,7 @@ bool RouteCall::ContextFallback() {
         model_ = j;
         stage_retries_ = 0;
         tried_instances_.clear();
+        refused_instances_.clear();
         TryAttempt(false);
       });
     } else {
@@ -1290,6 +1389,7 @@ void RouteCall::Fallback(bool leave_echelon) {
             model_ = j;
             stage_retries_ = 0;
             tried_instances_.clear();
+            refused_instances_.clear();
             TryAttempt(false);
           });
           return;
@@ -1316,6 +1416,7 @@ void RouteCall::Fallback(bool leave_echelon) {
                   model_ = j;
                   stage_retries_ = 0;
                   tried_instances_.clear();
+                  refused_instances_.clear();
                   TryAttempt(false);
                 });
               } else {
@@ -1433,6 +1534,11 @@ void RouteCall::Finish(absl::Status status) {
   core_->loop.CancelTimer(attempt_timer_);
   core_->loop.CancelTimer(wait_timer_);
   if (member_ != nullptr) AbortAttempt(ErrorClass::kCancelled, "finished");
+  if (pending_member_ != nullptr) {
+    pending_pool_->Unpick(pending_member_, Now());
+    pending_member_ = nullptr;
+    pending_pool_ = nullptr;
+  }
   bool ok = status.ok();
   if (mode_ == Mode::kGroup) {
     LeaveEchelon(ok);
@@ -1682,9 +1788,16 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Create(
       instances.push_back(d);
     }
     for (InstanceConfig ic : instances) {
+      if (c->shared() != nullptr &&
+          (ic.requests_per_minute > 0 || ic.tokens_per_minute > 0)) {
+        SharedLimit& l = c->instance_limits[absl::StrCat(m.name, "/", ic.id)];
+        l.key = absl::StrCat("instance/", m.name, "/", ic.id);
+        l.limits.requests_per_minute = ic.requests_per_minute;
+        l.limits.tokens_per_minute = ic.tokens_per_minute;
+      }
       if (c->shared() != nullptr) {
-        // Instance RPM/TPM limits stay per replica: each enforces its
-        // local share of them.
+        // The instance's local limiter decides only when the store cannot:
+        // then it enforces this replica's share.
         RateLimitConfig scaled;
         scaled.requests_per_minute = ic.requests_per_minute;
         scaled.tokens_per_minute = ic.tokens_per_minute;

@@ -300,5 +300,77 @@ TEST_F(RouterSharedTest, UnknownNamesInEventsAreIgnored) {
   EXPECT_TRUE(Run(*router_a_, MakeRoute("fast")).status.ok());
 }
 
+TEST_F(RouterSharedTest, InstanceRpmLimitsAreGlobalAcrossReplicas) {
+  config_.models[0].instances[0].requests_per_minute = 2;
+  config_.models[0].instances[1].requests_per_minute = 2;
+  provider_->SetFallbackDefault(FakeProvider::Ok(absl::Milliseconds(10)));
+  Build(/*share=*/1.0);
+  // Each replica alone would let 2 + 2 through (8 in all); shared, the two
+  // instances take 4 between them and the rest falls to the backup echelon.
+  EXPECT_EQ(ServedByPrimary(10), 4);
+  int a = 0, b = 0;
+  for (const std::string& url : CalledUrls()) {
+    a += url == Url("m1", "a");
+    b += url == Url("m1", "b");
+  }
+  EXPECT_EQ(a, 2);
+  EXPECT_EQ(b, 2);
+  EXPECT_EQ(store_.Usage("instance/m1/a").requests_used, 2);
+}
+
+TEST_F(RouterSharedTest, InstanceLimitFallsBackToLocalShareWithoutStore) {
+  config_.models[0].instances[0].requests_per_minute = 2;
+  config_.models[0].instances[1].requests_per_minute = 2;
+  provider_->SetFallbackDefault(FakeProvider::Ok(absl::Milliseconds(10)));
+  Build(/*share=*/0.5);
+  shared_a_.set_connected(false);
+  shared_b_.set_connected(false);
+  EXPECT_EQ(ServedByPrimary(10), 4);  // 1 per instance per replica
+  EXPECT_EQ(store_.Usage("instance/m1/a").requests_used, 0);
+}
+
+TEST_F(RouterSharedTest, InstanceTokensAreReconciledInTheStore) {
+  config_.models[0].instances[0].tokens_per_minute = 100000;
+  config_.models[0].instances.pop_back();  // only m1/a
+  provider_->SetFallbackDefault(FakeProvider::Hang());
+  Build();
+  RouteRequest r = MakeRoute("fast");
+  r.request->params.max_tokens = 400;
+  Run(*router_a_, std::move(r), absl::Milliseconds(1));
+  EXPECT_GT(store_.Usage("instance/m1/a").tokens_used, 400);
+  provider_->Finish(0, [] {
+    UpstreamResult res;
+    res.response.usage = {10, 5, 15, 0};
+    res.response.has_usage = true;
+    return res;
+  }());
+  loop_.RunUntilIdle();
+  EXPECT_NEAR(store_.Usage("instance/m1/a").tokens_used, 15, 2);
+  // The pool's own counters are untouched by the refused or settled picks.
+  EXPECT_TRUE(sinks_.back()->status.ok());
+}
+
+TEST_F(RouterSharedTest, PendingInstanceDecisionIsUndoneWhenTheCallEnds) {
+  config_.models[0].instances[0].requests_per_minute = 10;
+  config_.models[0].instances.pop_back();
+  provider_->SetFallbackDefault(FakeProvider::Ok());
+  store_.latency = absl::Milliseconds(50);
+  Build();
+  RouteRequest r = MakeRoute("fast");
+  r.deadline = loop_.Now() + absl::Milliseconds(30);  // store: 50 ms
+  RecordingSink& s = Run(*router_a_, std::move(r), absl::Milliseconds(200));
+  EXPECT_EQ(s.status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(provider_->calls().empty());
+  EXPECT_EQ(store_.Usage("instance/m1/a").requests_used, 0);
+  auto st = router_a_->GetTaskGroupStatus("fast");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ((*st)[0].echelons[0].in_flight, 0);
+  // The abandoned pick left nothing behind: the instance still serves.
+  store_.latency = absl::Microseconds(200);
+  RecordingSink& next = Run(*router_a_, MakeRoute("fast"));
+  EXPECT_TRUE(next.status.ok()) << next.status;
+  EXPECT_EQ(next.response.instance, "m1/a");
+}
+
 }  // namespace
 }  // namespace echelon
