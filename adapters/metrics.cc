@@ -176,7 +176,24 @@ GatewayMetrics::GatewayMetrics(const Options& options)
               .Name("echelon_config_last_reload_success_timestamp_seconds")
               .Help("Unix time of the last config load that was applied.")
               .Register(*registry_)
-              .Add({})) {
+              .Add({})),
+      cluster_connected_(
+          prometheus::BuildGauge()
+              .Name("echelon_cluster_connected")
+              .Help("1 while the shared-state store (Redis) is reachable, "
+                    "0 while this replica decides on its local share.")
+              .Register(*registry_)),
+      cluster_decisions_(
+          prometheus::BuildCounter()
+              .Name("echelon_cluster_decisions_total")
+              .Help("Shared limit decisions by result (allowed, refused, "
+                    "local) and, for local ones, the reason.")
+              .Register(*registry_)),
+      cluster_events_(prometheus::BuildCounter()
+                          .Name("echelon_cluster_events_total")
+                          .Help("Shared observations (cooldowns, ejections, "
+                                "breakers) published or received.")
+                          .Register(*registry_)) {
   reloads_.Add({{"result", "ok"}});
   reloads_.Add({{"result", "error"}});
   live_ = std::make_shared<LiveCollector>(options_.pool_status);
@@ -282,6 +299,24 @@ void GatewayMetrics::OnConfigReload(bool ok, absl::Time when) {
   // Both label sets were created in the constructor: Add() only finds them.
   reloads_.Add({{"result", ok ? "ok" : "error"}}).Increment();
   if (ok) last_reload_ok_.Set(absl::ToDoubleSeconds(when - absl::UnixEpoch()));
+}
+
+void GatewayMetrics::OnClusterConnected(bool connected) {
+  Get(cluster_connected_, gauge_cache_, {}).Set(connected ? 1 : 0);
+}
+
+void GatewayMetrics::OnClusterDecision(absl::string_view result,
+                                       absl::string_view reason) {
+  prometheus::Labels labels = {{"result", std::string(result)}};
+  if (!reason.empty()) labels["reason"] = std::string(reason);
+  Get(cluster_decisions_, counter_cache_, labels).Increment();
+}
+
+void GatewayMetrics::OnClusterEvent(absl::string_view direction,
+                                    absl::string_view kind) {
+  Get(cluster_events_, counter_cache_,
+      {{"direction", std::string(direction)}, {"kind", std::string(kind)}})
+      .Increment();
 }
 
 std::string GatewayMetrics::Scrape() const {

@@ -57,8 +57,12 @@ std::map<std::string, bool> HealthReporter::ComputeServing(const Router& router,
 }
 
 HealthReporter::HealthReporter(grpc::HealthCheckServiceInterface* health,
-                               RouterHolder& routers, absl::Duration interval)
-    : health_(health), routers_(routers), interval_(interval) {
+                               RouterHolder& routers, absl::Duration interval,
+                               std::function<bool()> cluster_connected)
+    : health_(health),
+      routers_(routers),
+      interval_(interval),
+      cluster_connected_(std::move(cluster_connected)) {
   Publish();
   thread_ = std::thread([this] { Run(); });
 }
@@ -89,6 +93,9 @@ void HealthReporter::Publish() {
   std::shared_ptr<Router> router = routers_.Get();
   if (router == nullptr) return;
   health_->SetServingStatus("", true);
+  if (cluster_connected_) {
+    health_->SetServingStatus(kClusterService, cluster_connected_());
+  }
   for (const auto& [name, ok] : ComputeServing(*router, absl::Now())) {
     health_->SetServingStatus(name, ok);
   }

@@ -4,6 +4,7 @@
 // `interval` on its own thread from the router's thread-safe status views.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -19,9 +20,16 @@ namespace echelon {
 
 class HealthReporter {
  public:
-  // `health` and `routers` must outlive the reporter.
+  // Name of the entry that reports the shared-state store (config
+  // `cluster:`): SERVING while it is reachable.
+  static constexpr char kClusterService[] = "echelon.cluster";
+
+  // `health` and `routers` must outlive the reporter. `cluster_connected`
+  // (thread-safe; null without a `cluster:` section) feeds the
+  // kClusterService entry.
   HealthReporter(grpc::HealthCheckServiceInterface* health,
-                 RouterHolder& routers, absl::Duration interval);
+                 RouterHolder& routers, absl::Duration interval,
+                 std::function<bool()> cluster_connected = nullptr);
   ~HealthReporter();  // stops the thread
 
   // From now on every entry says NOT_SERVING and stays so.
@@ -38,6 +46,7 @@ class HealthReporter {
   grpc::HealthCheckServiceInterface* const health_;
   RouterHolder& routers_;
   const absl::Duration interval_;
+  const std::function<bool()> cluster_connected_;
   absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::Notification stop_;

@@ -1,5 +1,7 @@
 #include "service/server.h"
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +21,7 @@
 #include "adapters/http_front.h"
 #include "adapters/metrics.h"
 #include "adapters/provider_factory.h"
+#include "adapters/redis_shared_state.h"
 #include "adapters/request_log.h"
 #include "adapters/tls.h"
 #include "domain/clock.h"
@@ -54,6 +57,39 @@ class ObserverFanout final : public RouterObserver {
 
  private:
   std::vector<RouterObserver*> observers_;
+};
+
+// Connects the shared-state store's reports to metrics; remembers whether
+// the store is reachable for health (read from the health thread).
+class ClusterObserver final : public SharedStateObserver {
+ public:
+  explicit ClusterObserver(GatewayMetrics* metrics) : metrics_(metrics) {}
+  void OnConnected() override {
+    connected_.store(true);
+    if (metrics_ != nullptr) metrics_->OnClusterConnected(true);
+  }
+  void OnDisconnected(const std::string& reason) override {
+    (void)reason;  // logged by the store itself
+    connected_.store(false);
+    if (metrics_ != nullptr) metrics_->OnClusterConnected(false);
+  }
+  void OnDecision(SharedDecision::Kind kind,
+                  absl::string_view reason) override {
+    if (metrics_ != nullptr) {
+      metrics_->OnClusterDecision(SharedDecisionKindName(kind), reason);
+    }
+  }
+  void OnEvent(Direction direction, SharedEventKind kind) override {
+    if (metrics_ != nullptr) {
+      metrics_->OnClusterEvent(SharedEventDirectionName(direction),
+                               SharedEventKindName(kind));
+    }
+  }
+  bool connected() const { return connected_.load(); }
+
+ private:
+  GatewayMetrics* const metrics_;
+  std::atomic<bool> connected_{false};
 };
 
 class ServerImpl final : public Server {
@@ -98,9 +134,30 @@ class ServerImpl final : public Server {
     metrics_ = std::move(*metrics);
     fanout_.Add(metrics_.get());
 
+    if (config->cluster.enabled) {
+      cluster_config_ = config->cluster;
+      cluster_observer_ = std::make_unique<ClusterObserver>(metrics_.get());
+      metrics_->OnClusterConnected(false);
+      shared_ = std::make_unique<RedisSharedState>(
+          config->cluster, *loop_, cluster_observer_.get(),
+          [this](absl::string_view line) {
+            log_->Log(LogLevel::kWarning, line);
+          });
+    }
+
     auto router = BuildRouter(*config, /*previous=*/nullptr);
     if (!router.ok()) return router.status();
     routers_ = std::make_unique<RouterHolder>(std::move(*router));
+    if (shared_ != nullptr) {
+      // Other replicas' observations go to whichever snapshot serves now.
+      RunOnLoop([this] {
+        shared_->SetListener([this](const SharedEvent& e) {
+          std::shared_ptr<Router> r = routers_->Get();
+          if (r != nullptr) r->ApplySharedEvent(e);
+        });
+      });
+      shared_->Start();
+    }
     {
       absl::MutexLock lock(&reload_mu_);
       loaded_at_ = absl::Now();
@@ -123,9 +180,15 @@ class ServerImpl final : public Server {
 
     absl::Status s = StartGrpc();
     if (!s.ok()) return s;
-    health_ =
-        std::make_unique<HealthReporter>(grpc_server_->GetHealthCheckService(),
-                                         *routers_, options.health_interval);
+    std::function<bool()> cluster_connected;
+    if (cluster_observer_ != nullptr) {
+      cluster_connected = [o = cluster_observer_.get()] {
+        return o->connected();
+      };
+    }
+    health_ = std::make_unique<HealthReporter>(
+        grpc_server_->GetHealthCheckService(), *routers_,
+        options.health_interval, std::move(cluster_connected));
 
     if (!options.http_address.empty()) {
       HttpFront::Options front_options;
@@ -168,6 +231,12 @@ class ServerImpl final : public Server {
     ConfigLoadResult loaded = LoadConfigWithProblems(options_.config_path);
     absl::Status status = absl::OkStatus();
     if (loaded.problems.empty()) {
+      if (ClusterChanged(loaded.config.cluster)) {
+        log_->Log(LogLevel::kWarning,
+                  "config reload: the cluster section changed; its store "
+                  "connection is kept until a restart (local_share applies "
+                  "now)");
+      }
       std::shared_ptr<Router> previous = routers_->Get();
       absl::StatusOr<std::shared_ptr<const EdgePolicy>> policy =
           BuildPolicy(loaded.config, policy_.get());
@@ -234,7 +303,10 @@ class ServerImpl final : public Server {
       // the loop; the transport goes after it, on the loop thread, then the
       // loop itself. Observers (metrics, log) outlive every router event.
       if (routers_ != nullptr) routers_->Swap(nullptr);
-      RunOnLoop([this] { http_.reset(); });
+      RunOnLoop([this] {
+        http_.reset();
+        shared_.reset();
+      });
       loop_->Stop();
     }
     metrics_.reset();
@@ -308,6 +380,11 @@ class ServerImpl final : public Server {
     }
     RouterOptions router_options;
     router_options.observer = &fanout_;
+    if (shared_ != nullptr) {
+      router_options.shared = shared_.get();
+      router_options.local_share =
+          config.cluster.enabled ? config.cluster.local_share : 1.0;
+    }
     absl::StatusOr<std::unique_ptr<Router>> router;
     RunOnLoop([&] {
       router = Router::Create(config, *loop_, std::move(providers), previous,
@@ -317,7 +394,20 @@ class ServerImpl final : public Server {
     return std::shared_ptr<Router>(std::move(*router));
   }
 
+  // Whether a reloaded cluster section differs from the one the store
+  // connection was made with.
+  bool ClusterChanged(const ClusterConfig& c) const {
+    const ClusterConfig& o = cluster_config_;
+    return c.enabled != o.enabled || c.address != o.address ||
+           c.password != o.password || c.database != o.database ||
+           c.key_prefix != o.key_prefix || c.replica_id != o.replica_id ||
+           c.decision_timeout != o.decision_timeout;
+  }
+
   ServerOptions options_;
+  ClusterConfig cluster_config_;
+  std::unique_ptr<ClusterObserver> cluster_observer_;
+  std::unique_ptr<RedisSharedState> shared_;
   std::unique_ptr<RequestLog> log_;
   std::unique_ptr<GatewayMetrics> metrics_;
   ObserverFanout fanout_;

@@ -152,5 +152,27 @@ TEST(MetricsTest, ServesOnAnEphemeralPort) {
   EXPECT_GT((*m)->port(), 0);
 }
 
+TEST(MetricsTest, ClusterMetricsAppearOnlyWithAStore) {
+  auto m = Make();
+  EXPECT_FALSE(Has(m->Scrape(), "echelon_cluster_connected "));
+  m->OnClusterConnected(true);
+  m->OnClusterDecision("allowed", "");
+  m->OnClusterDecision("allowed", "");
+  m->OnClusterDecision("local", "timeout");
+  m->OnClusterEvent("published", "cooldown");
+  std::string text = m->Scrape();
+  EXPECT_TRUE(Has(text, "echelon_cluster_connected 1"));
+  EXPECT_TRUE(
+      Has(text, "echelon_cluster_decisions_total{result=\"allowed\"} 2"));
+  EXPECT_TRUE(Has(text,
+                  "echelon_cluster_decisions_total{reason=\"timeout\","
+                  "result=\"local\"} 1"));
+  EXPECT_TRUE(Has(text,
+                  "echelon_cluster_events_total{direction=\"published\","
+                  "kind=\"cooldown\"} 1"));
+  m->OnClusterConnected(false);
+  EXPECT_TRUE(Has(m->Scrape(), "echelon_cluster_connected 0"));
+}
+
 }  // namespace
 }  // namespace echelon
