@@ -192,6 +192,18 @@ class Cluster {
     }
     return false;
   }
+  // Polls until the cluster entry says `want` (health is recomputed every
+  // second) or `timeout` passes; returns the last answer.
+  HealthStatus::ServingStatus WaitClusterHealth(
+      int replica, HealthStatus::ServingStatus want, absl::Duration timeout) {
+    absl::Time end = absl::Now() + timeout;
+    HealthStatus::ServingStatus got = ClusterHealth(replica);
+    while (got != want && absl::Now() < end) {
+      absl::SleepFor(absl::Milliseconds(100));
+      got = ClusterHealth(replica);
+    }
+    return got;
+  }
   HealthStatus::ServingStatus ClusterHealth(int replica) {
     auto health = grpc::health::v1::Health::NewStub(replicas_[replica].channel);
     grpc::ClientContext ctx;
@@ -396,14 +408,18 @@ TEST_F(ClusterTest, LosingRedisDegradesToLocalLimitsAndRecovers) {
     EXPECT_TRUE(cluster_->WaitConnected(i, false, absl::Seconds(3)))
         << "replica " << i + 1 << " does not report the lost store";
   }
-  EXPECT_EQ(cluster_->ClusterHealth(0), HealthStatus::NOT_SERVING);
+  EXPECT_EQ(cluster_->WaitClusterHealth(0, HealthStatus::NOT_SERVING,
+                                        absl::Seconds(3)),
+            HealthStatus::NOT_SERVING);
   absl::SleepFor(absl::Seconds(2));
   ASSERT_TRUE(cluster_->StartRedis().ok());
   for (int i = 0; i < 3; ++i) {
     EXPECT_TRUE(cluster_->WaitConnected(i, true, absl::Seconds(5)))
         << "replica " << i + 1 << " did not reconnect";
   }
-  EXPECT_EQ(cluster_->ClusterHealth(0), HealthStatus::SERVING);
+  EXPECT_EQ(
+      cluster_->WaitClusterHealth(0, HealthStatus::SERVING, absl::Seconds(3)),
+      HealthStatus::SERVING);
   load.join();
   // No call lost: each got an answer, and only the limit refused any.
   int answered = 0;

@@ -205,7 +205,11 @@ std::string GatewayProcesses::sim_url() const {
 }
 
 absl::StatusOr<SimStats> GatewayProcesses::Stats() {
-  auto answer = HttpFetch(absl::StrCat(sim_url(), "/_stats"), std::nullopt);
+  return FetchSimStats(sim_url());
+}
+
+absl::StatusOr<SimStats> FetchSimStats(const std::string& sim_url) {
+  auto answer = HttpFetch(absl::StrCat(sim_url, "/_stats"), std::nullopt);
   if (!answer.ok()) return answer.status();
   if (answer->status != 200) {
     return absl::InternalError(absl::StrCat("/_stats: ", answer->status));

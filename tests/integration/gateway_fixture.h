@@ -66,6 +66,9 @@ absl::StatusOr<HttpAnswer> HttpFetch(
 double MetricValue(const std::string& exposition, const std::string& name,
                    const std::map<std::string, std::string>& labels);
 
+// GET <sim_url>/_stats of a running simulator (sim_url: http://host:port).
+absl::StatusOr<SimStats> FetchSimStats(const std::string& sim_url);
+
 class GatewayProcesses {
  public:
   struct Options {
