@@ -176,7 +176,25 @@ GatewayMetrics::GatewayMetrics(const Options& options)
               .Name("echelon_config_last_reload_success_timestamp_seconds")
               .Help("Unix time of the last config load that was applied.")
               .Register(*registry_)
-              .Add({})) {
+              .Add({})),
+      cluster_connected_(
+          prometheus::BuildGauge()
+              .Name("echelon_cluster_connected")
+              .Help("1 while the shared-state store (Redis) is connected, "
+                    "0 otherwise or when scale-out is off.")
+              .Register(*registry_)
+              .Add({})),
+      cluster_decisions_(
+          prometheus::BuildCounter()
+              .Name("echelon_cluster_decisions_total")
+              .Help("Shared limit decisions by result: allowed, refused, "
+                    "local (no answer within the budget, or disconnected).")
+              .Register(*registry_)),
+      cluster_events_(prometheus::BuildCounter()
+                          .Name("echelon_cluster_events_total")
+                          .Help("Shared observations by direction "
+                                "(published, received) and kind.")
+                          .Register(*registry_)) {
   reloads_.Add({{"result", "ok"}});
   reloads_.Add({{"result", "error"}});
   live_ = std::make_shared<LiveCollector>(options_.pool_status);
@@ -276,6 +294,22 @@ void GatewayMetrics::OnBreakerTransition(const BreakerEvent& e) {
                  : e.to == BreakerPhase::kHalfOpen ? "half_open"
                                                    : "closed";
   Get(breaker_transitions_, counter_cache_, labels).Increment();
+}
+
+void GatewayMetrics::OnClusterConnected(bool connected) {
+  cluster_connected_.Set(connected ? 1 : 0);
+}
+
+void GatewayMetrics::OnClusterDecision(absl::string_view result) {
+  Get(cluster_decisions_, counter_cache_, {{"result", std::string(result)}})
+      .Increment();
+}
+
+void GatewayMetrics::OnClusterEvent(absl::string_view direction,
+                                    absl::string_view kind) {
+  Get(cluster_events_, counter_cache_,
+      {{"direction", std::string(direction)}, {"kind", std::string(kind)}})
+      .Increment();
 }
 
 void GatewayMetrics::OnConfigReload(bool ok, absl::Time when) {

@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "domain/observer.h"
 #include "domain/status.h"
@@ -57,6 +58,14 @@ class GatewayMetrics final : public RouterObserver {
   // Config reloads; any thread.
   void OnConfigReload(bool ok, absl::Time when);
 
+  // Scale-out through Redis (adapters/redis_shared_state.h; bridged by
+  // adapters/cluster_metrics.h). Loop thread.
+  void OnClusterConnected(bool connected);
+  // result: allowed | refused | local.
+  void OnClusterDecision(absl::string_view result);
+  // direction: published | received; kind: SharedEventKindName().
+  void OnClusterEvent(absl::string_view direction, absl::string_view kind);
+
   // The text exposition, as a scrape would see it (for tests and debugging).
   std::string Scrape() const;
 
@@ -87,6 +96,9 @@ class GatewayMetrics final : public RouterObserver {
   prometheus::Family<prometheus::Counter>& breaker_transitions_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Gauge& last_reload_ok_;
+  prometheus::Gauge& cluster_connected_;
+  prometheus::Family<prometheus::Counter>& cluster_decisions_;
+  prometheus::Family<prometheus::Counter>& cluster_events_;
 
   // Loop-thread caches of label set -> metric.
   absl::flat_hash_map<std::string, prometheus::Counter*> counter_cache_;
