@@ -175,7 +175,7 @@ std::optional<ConfigNode> LoadDirectory(const std::string& dir,
   }
   CheckTopLevelKeys(*registry,
                     {"version", "providers", "models", "task_groups", "pools",
-                     "defaults", "auth", "limits"},
+                     "defaults", "auth", "limits", "cluster"},
                     "the registry lists files and holds defaults", problems);
   if (const ConfigNode* version = registry->Find("version")) {
     if (!version->IsScalar() || version->scalar != "1") {
@@ -195,7 +195,7 @@ std::optional<ConfigNode> LoadDirectory(const std::string& dir,
     }
   }
   // Global sections held by the registry itself.
-  for (const char* key : {"auth", "limits"}) {
+  for (const char* key : {"auth", "limits", "cluster"}) {
     for (const ConfigMapEntry& entry : registry->entries) {
       if (entry.key == key) combined.entries.push_back(entry);
     }

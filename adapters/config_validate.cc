@@ -738,6 +738,79 @@ void DecodeLimits(const ConfigNode* node, const std::string& path,
   r.Int("max_tokens", &out->max_tokens, 0);
 }
 
+// "host:port" or "[v6]:port", port 1..65535.
+bool IsHostPort(const std::string& address) {
+  std::string host;
+  size_t colon;
+  if (!address.empty() && address[0] == '[') {
+    const size_t close = address.find(']');
+    if (close == std::string::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
+      return false;
+    }
+    host = address.substr(1, close - 1);
+    colon = close + 1;
+  } else {
+    colon = address.rfind(':');
+    if (colon == std::string::npos) return false;
+    host = address.substr(0, colon);
+    if (host.find(':') != std::string::npos) return false;
+  }
+  int port = 0;
+  if (host.empty() || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port < 1 || port > 65535) {
+    return false;
+  }
+  return std::none_of(host.begin(), host.end(), [](char c) {
+    return absl::ascii_isspace(static_cast<unsigned char>(c)) || c == '/';
+  });
+}
+
+// `cluster:`: replicas sharing limits and observations through Redis.
+void DecodeCluster(const ConfigNode* node, const std::string& path,
+                   Problems* problems, ClusterConfig* out) {
+  MapReader r(node, path, problems);
+  if (!r.present()) return;
+  r.Bool("enabled", &out->enabled);
+  if (r.String("address", &out->address) && !IsHostPort(out->address)) {
+    r.Problem(r.ValueLocation("address"), "address",
+              absl::StrCat("expected host:port (e.g. 'redis:6379' or "
+                           "'[::1]:6379'), got ",
+                           Shown(*r.Get("address"))));
+  }
+  // A secret: never echoed (a problem only says what is wrong).
+  r.String("password", &out->password);
+  r.Int("database", &out->database, 0);
+  if (r.String("key_prefix", &out->key_prefix) &&
+      (out->key_prefix.empty() ||
+       std::any_of(out->key_prefix.begin(), out->key_prefix.end(), [](char c) {
+         return absl::ascii_isspace(static_cast<unsigned char>(c));
+       }))) {
+    r.Problem(r.ValueLocation("key_prefix"), "key_prefix",
+              absl::StrCat("must be non-empty and without spaces, got ",
+                           Shown(*r.Get("key_prefix"))));
+  }
+  ReadDuration(r, "decision_timeout", &out->decision_timeout, true);
+  ReadDuration(r, "connect_timeout", &out->connect_timeout, true);
+  const bool min_ok =
+      ReadDuration(r, "reconnect_min", &out->reconnect_min, true);
+  const bool max_ok =
+      ReadDuration(r, "reconnect_max", &out->reconnect_max, true);
+  CheckOrder(r, "reconnect_min", out->reconnect_min, "reconnect_max",
+             out->reconnect_max, min_ok && max_ok);
+  double share = out->local_share;
+  if (r.Double("local_share", &share, 0, 1)) {
+    if (share <= 0) {
+      r.Problem(r.ValueLocation("local_share"), "local_share",
+                absl::StrCat("must be > 0 and <= 1, got ",
+                             Shown(*r.Get("local_share"))));
+    } else {
+      out->local_share = share;
+    }
+  }
+  r.String("replica_id", &out->replica_id);
+}
+
 struct Decoder {
   Problems* problems = nullptr;
   NameIndex names;
@@ -1214,6 +1287,7 @@ GatewayConfig DecodeGatewayConfig(const ConfigNode& root, Problems* problems) {
       });
   DecodeAuth(r.Map("auth"), "auth", d.names, problems, &config.auth);
   DecodeLimits(r.Map("limits"), "limits", problems, &config.limits);
+  DecodeCluster(r.Map("cluster"), "cluster", problems, &config.cluster);
   if (config.pools.empty() && problems->empty()) {
     problems->push_back(
         {root.location, "pools", "the configuration defines no pools"});

@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "adapters/auth_policy.h"
+#include "adapters/cluster_metrics.h"
 #include "adapters/config_loader.h"
 #include "adapters/config_watcher.h"
 #include "adapters/event_loop.h"
@@ -57,39 +58,6 @@ class ObserverFanout final : public RouterObserver {
 
  private:
   std::vector<RouterObserver*> observers_;
-};
-
-// Connects the shared-state store's reports to metrics; remembers whether
-// the store is reachable for health (read from the health thread).
-class ClusterObserver final : public SharedStateObserver {
- public:
-  explicit ClusterObserver(GatewayMetrics* metrics) : metrics_(metrics) {}
-  void OnConnected() override {
-    connected_.store(true);
-    if (metrics_ != nullptr) metrics_->OnClusterConnected(true);
-  }
-  void OnDisconnected(const std::string& reason) override {
-    (void)reason;  // logged by the store itself
-    connected_.store(false);
-    if (metrics_ != nullptr) metrics_->OnClusterConnected(false);
-  }
-  void OnDecision(SharedDecision::Kind kind,
-                  absl::string_view reason) override {
-    if (metrics_ != nullptr) {
-      metrics_->OnClusterDecision(SharedDecisionKindName(kind), reason);
-    }
-  }
-  void OnEvent(Direction direction, SharedEventKind kind) override {
-    if (metrics_ != nullptr) {
-      metrics_->OnClusterEvent(SharedEventDirectionName(direction),
-                               SharedEventKindName(kind));
-    }
-  }
-  bool connected() const { return connected_.load(); }
-
- private:
-  GatewayMetrics* const metrics_;
-  std::atomic<bool> connected_{false};
 };
 
 class ServerImpl final : public Server {
@@ -136,8 +104,8 @@ class ServerImpl final : public Server {
 
     if (config->cluster.enabled) {
       cluster_config_ = config->cluster;
-      cluster_observer_ = std::make_unique<ClusterObserver>(metrics_.get());
-      metrics_->OnClusterConnected(false);
+      cluster_observer_ =
+          std::make_unique<ClusterMetricsObserver>(metrics_.get());
       shared_ = std::make_unique<RedisSharedState>(
           config->cluster, *loop_, cluster_observer_.get(),
           [this](absl::string_view line) {
@@ -406,7 +374,7 @@ class ServerImpl final : public Server {
 
   ServerOptions options_;
   ClusterConfig cluster_config_;
-  std::unique_ptr<ClusterObserver> cluster_observer_;
+  std::unique_ptr<ClusterMetricsObserver> cluster_observer_;
   std::unique_ptr<RedisSharedState> shared_;
   std::unique_ptr<RequestLog> log_;
   std::unique_ptr<GatewayMetrics> metrics_;
