@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -329,6 +330,9 @@ TEST_F(ClusterTest, EchelonRpmLimitHoldsForTheWholeCluster) {
       << Describe(codes);
   // The bucket starts full (30) and refills at 10/s while calls arrive.
   double expected = 30 + 10 * elapsed;
+  std::printf(
+      "cluster limit: offered %d, accepted %d, expected %.1f (%.1f s)\n",
+      ok + limited, ok, expected, elapsed);
   EXPECT_NEAR(ok, expected, 0.05 * expected)
       << Describe(codes) << " elapsed " << elapsed << " s";
   double local_after = 0;
