@@ -1,8 +1,11 @@
 #include "adapters/redis_client.h"
 
+#include <arpa/inet.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <netdb.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <utility>
@@ -64,9 +67,47 @@ struct RedisClient::Pending {
   ReplyCallback done;
 };
 
+bool IsIpLiteral(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+// Blocking; runs on the resolver thread. The first IPv4 address, else the
+// first IPv6 one.
+std::string Resolve(const std::string& host, std::string* error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &list);
+  if (rc != 0) {
+    *error = absl::StrCat("resolve ", host, ": ", gai_strerror(rc));
+    return "";
+  }
+  std::string ip;
+  for (int family : {AF_INET, AF_INET6}) {
+    for (addrinfo* a = list; a != nullptr && ip.empty(); a = a->ai_next) {
+      if (a->ai_family != family) continue;
+      char text[INET6_ADDRSTRLEN] = {0};
+      const void* addr =
+          family == AF_INET
+              ? static_cast<const void*>(
+                    &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+              : static_cast<const void*>(
+                    &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+      if (inet_ntop(family, addr, text, sizeof(text)) != nullptr) ip = text;
+    }
+  }
+  freeaddrinfo(list);
+  if (ip.empty()) *error = absl::StrCat("resolve ", host, ": no address");
+  return ip;
+}
+
 RedisClient::RedisClient(EpollEventLoop& loop, Options options)
     : loop_(loop), options_(std::move(options)) {
   backoff_ = options_.reconnect_min;
+  host_is_ip_ = IsIpLiteral(options_.host);
 }
 
 RedisClient::~RedisClient() {
@@ -82,6 +123,8 @@ RedisClient::~RedisClient() {
     redisAsyncFree(ac);
   }
   if (fd_watched_) loop_.UnwatchFd(fd_);
+  // A lookup in progress finishes on its own (its result is dropped).
+  if (resolver_.joinable()) resolver_.join();
 }
 
 std::string RedisClient::Mask(std::string text) const {
@@ -99,9 +142,38 @@ void RedisClient::Start() {
 
 void RedisClient::Connect() {
   reconnect_timer_ = EventLoop::kNoTimer;
+  if (destroying_ || ac_ != nullptr || resolving_) return;
+  if (host_is_ip_) {
+    ConnectTo(options_.host);
+    return;
+  }
+  // getaddrinfo blocks: ask on a helper thread, connect on the loop.
+  if (resolver_.joinable()) resolver_.join();  // finished: it posted
+  resolving_ = true;
+  resolver_ = std::thread(
+      [this, host = options_.host, alive = std::weak_ptr<char>(alive_)] {
+        std::string error;
+        std::string ip = Resolve(host, &error);
+        loop_.Post([this, alive, ip = std::move(ip), error = std::move(error)] {
+          if (!alive.expired()) OnResolved(ip, error);
+        });
+      });
+}
+
+void RedisClient::OnResolved(const std::string& ip, const std::string& error) {
+  resolving_ = false;
   if (destroying_ || ac_ != nullptr) return;
-  redisAsyncContext* ac =
-      redisAsyncConnect(options_.host.c_str(), options_.port);
+  if (ip.empty()) {
+    last_error_ = error;
+    ReportDown(last_error_);
+    ScheduleReconnect();
+    return;
+  }
+  ConnectTo(ip);
+}
+
+void RedisClient::ConnectTo(const std::string& ip) {
+  redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), options_.port);
   if (ac == nullptr) {
     last_error_ = "out of memory";
     ReportDown(last_error_);

@@ -2,13 +2,15 @@
 // hiredis's redisAsyncContext with our own event hooks (the context's fd is
 // registered with WatchFd/ModifyFd/UnwatchFd; nothing blocks).
 //
-// Lifecycle of one connection: non-blocking TCP connect -> AUTH (when a
-// password is set) -> SELECT (database != 0) -> PING, or in subscriber mode
-// AUTH -> SUBSCRIBE. The connection is "connected" once the last of these
-// answers, within `connect_timeout`. Any failure (refused, timeout, AUTH
-// error, reset, a server that stops answering for `reply_timeout`) drops the
-// connection and retries after a backoff that starts at `reconnect_min` and
-// doubles up to `reconnect_max` (back to min after a successful connect).
+// Lifecycle of one connection: [a host name is resolved on a short-lived
+// helper thread, so DNS never blocks the loop] -> non-blocking TCP connect ->
+// AUTH (when a password is set) -> SELECT (database != 0) -> PING, or in
+// subscriber mode AUTH -> SUBSCRIBE. The connection is "connected" once the
+// last of these answers, within `connect_timeout`. Any failure (refused,
+// timeout, AUTH error, reset, a server that stops answering for
+// `reply_timeout`) drops the connection and retries after a backoff that starts
+// at `reconnect_min` and doubles up to `reconnect_max` (back to min after a
+// successful connect).
 //
 // Commands: Command() callbacks run exactly once, on the loop thread, never
 // inside Command(): with the reply, or with an error reply when the client
@@ -27,6 +29,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -111,6 +114,8 @@ class RedisClient {
   struct Pending;
 
   void Connect();
+  void ConnectTo(const std::string& ip);
+  void OnResolved(const std::string& ip, const std::string& error);
   void ScheduleReconnect();
   void StartHandshake();
   void HandshakeStep(RedisReply reply, const char* step, bool last);
@@ -150,7 +155,10 @@ class RedisClient {
   size_t subscribed_ = 0;
   bool destroying_ = false;
   bool started_ = false;
-  std::string last_error_;     // why the last context went away
+  bool host_is_ip_ = false;
+  bool resolving_ = false;
+  std::thread resolver_;    // joined before the next lookup and on destruction
+  std::string last_error_;  // why the last context went away
   std::string reported_down_;  // last reason given to the state callback
   bool reported_up_ = false;
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <utility>
@@ -522,7 +523,8 @@ void RedisSharedState::OnAcquireReply(
   loop_.CancelTimer(op->timer);
   op->timer = EventLoop::kNoTimer;
   if (!well_formed) {
-    Answer(*op, SharedDecision{}, "error");
+    Answer(*op, SharedDecision{},
+           commands_->connected() ? "error" : "disconnected");
     return;
   }
   SharedDecision decision;
@@ -570,10 +572,16 @@ void RedisSharedState::Publish(const SharedEvent& event) {
 }
 
 void RedisSharedState::SendEvent(const SharedEvent& event) {
-  RunScript(&publish_script_,
-            {state_key_, channel_, SharedEventField(event),
-             EncodeSharedEvent(event, replica_id_)},
-            [](RedisReply) {});
+  std::string field = SharedEventField(event);
+  RunScript(
+      &publish_script_,
+      {state_key_, channel_, field, EncodeSharedEvent(event, replica_id_)},
+      [this, field, event](RedisReply reply) {
+        if (!reply.is_error()) return;
+        // Lost with the connection: publish on reconnect unless a
+        // newer observation of the same subject is already waiting.
+        if (!commands_->connected()) unpublished_.emplace(field, event);
+      });
 }
 
 void RedisSharedState::OnMessage(const std::string& channel,

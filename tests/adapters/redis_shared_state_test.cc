@@ -526,6 +526,17 @@ TEST_F(RedisSharedStateTest, SelectsTheConfiguredDatabase) {
   EXPECT_EQ(Redis({"EXISTS", "test:rl:k"}).integer, 1);
 }
 
+TEST_F(RedisSharedStateTest, ResolvesHostNamesOffTheLoop) {
+  StartServer();
+  ClusterConfig c = Config("a");
+  c.address = absl::StrCat("localhost:", server_->port());
+  Replica& a = AddReplica(c);
+  EXPECT_EQ(
+      Acquire(a, Limit("k", RateLimitAlgorithm::kTokenBucket, 5, 0), 0).kind,
+      SharedDecision::Kind::kAllowed);
+  // (A failing lookup is not tested: it would depend on the machine's DNS.)
+}
+
 // --- Budget.
 
 TEST_F(RedisSharedStateTest, SlowStoreAnswersLocalAndGivesLateAllowedBack) {
