@@ -539,9 +539,9 @@ void HttpFront::Impl::OnHandshakeEvent(Conn* c, uint32_t events) {
   if (!c->sniffed && (events & EPOLLIN)) {
     // A TLS connection starts with a handshake record (0x16); an ASCII
     // letter is a plain HTTP request sent to the HTTPS port.
-    c->sniffed = true;
     char first = 0;
     ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
+    c->sniffed = n >= 0;  // a spurious wakeup (EAGAIN) looks again later
     if (n == 1 && first >= 'A' && first <= 'Z') {
       RefusePlainHttp(c);
       return;
