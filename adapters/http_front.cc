@@ -74,6 +74,15 @@ struct Conn {
   absl::Time request_started = absl::InfiniteFuture();
   absl::Time timer_due = absl::InfiniteFuture();  // of idle_timer
   std::string scratch;  // reused for JSON before framing
+  // TLS only (null on plaintext connections).
+  std::unique_ptr<TlsSession> tls;
+  absl::Time handshake_due = absl::InfiniteFuture();
+  bool sniffed = false;               // first bytes checked for plain HTTP
+  bool tls_read_wants_write = false;  // SSL_read waits for EPOLLOUT
+  bool tls_write_wants_read = false;  // SSL_write waits for EPOLLIN
+  // Reads plaintext that OpenSSL decrypted and buffered (epoll cannot see
+  // it) on the next loop turn.
+  EventLoop::TimerId tls_read_timer = EventLoop::kNoTimer;
 
   explicit Conn(const Http1RequestParser::Limits& limits) : parser(limits) {}
   size_t pending() const { return out.size() - out_off; }
@@ -117,6 +126,14 @@ class HttpFront::Impl : public std::enable_shared_from_this<Impl> {
   void OnAcceptable();
   void OnConnEvent(Conn* c, uint32_t events);
   void OnReadable(Conn* c);
+  // TLS: the handshake step, the reader and writer that replace
+  // recv/send, and the answer to plain HTTP on the TLS port.
+  void OnHandshakeEvent(Conn* c, uint32_t events);
+  void OnReadableTls(Conn* c);
+  bool WriteTls(Conn* c);  // false when the connection closed
+  void RefusePlainHttp(Conn* c);
+  void ScheduleTlsRead(Conn* c);
+  void SetInterest(Conn* c, uint32_t want);
   void ProcessInput(Conn* c);
   void HandleRequest(Conn* c, Http1Request& req);
   void HandleChat(Conn* c, Http1Request& req, bool keep_alive);
@@ -363,6 +380,19 @@ void HttpFront::Impl::OnAcceptable() {
     c->fd = fd;
     c->last_progress = loop_.Now();
     c->interest = EPOLLIN | EPOLLRDHUP;
+    if (options_.tls != nullptr) {
+      c->tls = TlsSession::Accept(options_.tls, fd);
+      if (c->tls == nullptr) {
+        close(fd);
+        continue;
+      }
+      // The client speaks first (ClientHello). No RDHUP while
+      // handshaking: a half-closed peer shows up as a read error.
+      c->interest = EPOLLIN;
+      c->handshake_due =
+          c->last_progress +
+          std::min(options_.request_read_timeout, options_.idle_timeout);
+    }
     absl::Status s = loop_.WatchFd(fd, c->interest, [this, c](uint32_t events) {
       OnConnEvent(c, events);
     });
@@ -371,7 +401,8 @@ void HttpFront::Impl::OnAcceptable() {
       continue;
     }
     conns_.emplace(c->id, std::move(conn));
-    ArmIdle(c, c->last_progress + options_.idle_timeout);
+    ArmIdle(c, c->tls != nullptr ? c->handshake_due
+                                 : c->last_progress + options_.idle_timeout);
   }
 }
 
@@ -391,6 +422,15 @@ void HttpFront::Impl::OnIdle(Conn* c) {
   Reap();
   if (c->closed) return;
   absl::Time now = loop_.Now();
+  if (c->tls != nullptr && !c->tls->handshake_done()) {
+    // A stalled or trickling handshake holds a socket and an SSL object.
+    if (c->handshake_due <= now) {
+      Close(c);
+    } else {
+      ArmIdle(c, c->handshake_due);
+    }
+    return;
+  }
   if (c->active != nullptr && c->pending() == 0) {
     // Waiting for the upstream; the route's own deadline governs that.
     c->last_progress = now;
@@ -430,6 +470,22 @@ void HttpFront::Impl::OnConnEvent(Conn* c, uint32_t events) {
     Close(c);
     return;
   }
+  if (c->tls != nullptr) {
+    if (!c->tls->handshake_done()) {
+      OnHandshakeEvent(c, events);
+      return;
+    }
+    // The rare cross-waits: SSL_read needing to write (e.g. answering a
+    // TLS 1.3 key update) or SSL_write needing to read.
+    if ((events & EPOLLOUT) && c->tls_read_wants_write) {
+      OnReadable(c);
+      if (c->closed) return;
+    }
+    if ((events & EPOLLIN) && c->tls_write_wants_read) {
+      Flush(c);
+      if (c->closed) return;
+    }
+  }
   if (events & EPOLLOUT) {
     Flush(c);
     if (c->closed) return;
@@ -454,6 +510,7 @@ void HttpFront::Impl::OnConnEvent(Conn* c, uint32_t events) {
 }
 
 void HttpFront::Impl::OnReadable(Conn* c) {
+  if (c->tls != nullptr) return OnReadableTls(c);
   char buf[kReadChunk];
   size_t budget = kReadBudget;
   while (budget > 0 && !c->closed) {
@@ -476,6 +533,128 @@ void HttpFront::Impl::OnReadable(Conn* c) {
     return;
   }
   if (!c->closed) UpdateInterest(c);
+}
+
+void HttpFront::Impl::OnHandshakeEvent(Conn* c, uint32_t events) {
+  if (!c->sniffed && (events & EPOLLIN)) {
+    // A TLS connection starts with a handshake record (0x16); an ASCII
+    // letter is a plain HTTP request sent to the HTTPS port.
+    char first = 0;
+    ssize_t n = recv(c->fd, &first, 1, MSG_PEEK);
+    c->sniffed = n >= 0;  // a spurious wakeup (EAGAIN) looks again later
+    if (n == 1 && first >= 'A' && first <= 'Z') {
+      RefusePlainHttp(c);
+      return;
+    }
+  }
+  switch (c->tls->Handshake()) {
+    case TlsSession::Io::kOk:
+      c->last_progress = loop_.Now();
+      c->handshake_due = absl::InfiniteFuture();
+      ArmIdle(c, c->last_progress + options_.idle_timeout);
+      // The request may already be waiting (in the socket or in OpenSSL).
+      c->interest = 0;
+      OnReadable(c);
+      return;
+    case TlsSession::Io::kWantRead:
+      SetInterest(c, EPOLLIN);
+      return;
+    case TlsSession::Io::kWantWrite:
+      SetInterest(c, EPOLLOUT);
+      return;
+    case TlsSession::Io::kClosed:
+    case TlsSession::Io::kError:
+      // Wrong or missing client certificate, no common version or cipher,
+      // garbage: nothing to answer in HTTP.
+      Close(c);
+      return;
+  }
+}
+
+void HttpFront::Impl::RefusePlainHttp(Conn* c) {
+  // Drain what the client sent so that close() sends FIN, not RST (which
+  // could destroy the answer before the client reads it).
+  char buf[4096];
+  for (int i = 0; i < 16; ++i) {
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+  }
+  OpenAiError e;
+  e.http_status = 400;
+  e.type = "invalid_request_error";
+  e.message = "this port serves HTTPS: plain HTTP was sent to it";
+  std::string body;
+  AppendOpenAiErrorJson(e, &body);
+  std::string answer;
+  AppendHttpResponse(&answer, 400, kJson, body, {}, /*keep_alive=*/false);
+  // One small write into an empty socket buffer; best effort.
+  ssize_t sent = send(c->fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+  (void)sent;
+  shutdown(c->fd, SHUT_WR);
+  Close(c);
+}
+
+void HttpFront::Impl::OnReadableTls(Conn* c) {
+  char buf[kReadChunk];
+  size_t budget = kReadBudget;
+  c->tls_read_wants_write = false;
+  while (budget > 0 && !c->closed) {
+    size_t n = 0;
+    switch (c->tls->Read(buf, sizeof(buf), &n)) {
+      case TlsSession::Io::kOk:
+        c->parser.Feed(absl::string_view(buf, n));
+        c->last_progress = loop_.Now();
+        budget -= std::min(budget, n);
+        ProcessInput(c);
+        continue;
+      case TlsSession::Io::kWantRead:
+        break;
+      case TlsSession::Io::kWantWrite:
+        c->tls_read_wants_write = true;
+        break;
+      case TlsSession::Io::kClosed:  // close_notify or EOF
+      case TlsSession::Io::kError:
+        Close(c);
+        return;
+    }
+    break;
+  }
+  // Budget spent with decrypted bytes left inside OpenSSL: UpdateInterest
+  // schedules another read, since epoll will not report them.
+  if (!c->closed) UpdateInterest(c);
+}
+
+void HttpFront::Impl::ScheduleTlsRead(Conn* c) {
+  if (c->tls_read_timer != EventLoop::kNoTimer) return;
+  c->tls_read_timer = loop_.RunAfter(absl::ZeroDuration(), [this, c] {
+    c->tls_read_timer = EventLoop::kNoTimer;
+    Reap();
+    if (c->closed || !(c->interest & EPOLLIN)) return;
+    OnReadable(c);
+  });
+}
+
+bool HttpFront::Impl::WriteTls(Conn* c) {
+  c->tls_write_wants_read = false;
+  while (c->pending() > 0) {
+    size_t n = 0;
+    switch (c->tls->Write(c->out.data() + c->out_off, c->pending(), &n)) {
+      case TlsSession::Io::kOk:
+        c->out_off += n;
+        c->last_progress = loop_.Now();
+        continue;
+      case TlsSession::Io::kWantWrite:
+        return true;
+      case TlsSession::Io::kWantRead:
+        c->tls_write_wants_read = true;
+        return true;
+      case TlsSession::Io::kClosed:
+      case TlsSession::Io::kError:
+        Close(c);
+        return false;
+    }
+  }
+  return true;
 }
 
 void HttpFront::Impl::ProcessInput(Conn* c) {
@@ -723,18 +902,22 @@ void HttpFront::Impl::FinishExchange(Conn* c) {
 }
 
 void HttpFront::Impl::Flush(Conn* c) {
-  while (c->pending() > 0) {
-    ssize_t n =
-        send(c->fd, c->out.data() + c->out_off, c->pending(), MSG_NOSIGNAL);
-    if (n > 0) {
-      c->out_off += static_cast<size_t>(n);
-      c->last_progress = loop_.Now();
-      continue;
+  if (c->tls != nullptr) {
+    if (!WriteTls(c)) return;
+  } else {
+    while (c->pending() > 0) {
+      ssize_t n =
+          send(c->fd, c->out.data() + c->out_off, c->pending(), MSG_NOSIGNAL);
+      if (n > 0) {
+        c->out_off += static_cast<size_t>(n);
+        c->last_progress = loop_.Now();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      Close(c);  // EPIPE, ECONNRESET: the client is gone
+      return;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    Close(c);  // EPIPE, ECONNRESET: the client is gone
-    return;
   }
   if (c->pending() == 0) {
     c->out.clear();
@@ -759,6 +942,15 @@ void HttpFront::Impl::UpdateInterest(Conn* c) {
                                                      options_.max_request_bytes;
   if (read) want |= EPOLLIN;
   if (c->pending() > 0) want |= EPOLLOUT;
+  if (c->tls != nullptr) {
+    if (c->tls_read_wants_write) want |= EPOLLOUT;
+    if (c->tls_write_wants_read) want |= EPOLLIN;
+    if (read && c->tls->HasBuffered()) ScheduleTlsRead(c);
+  }
+  SetInterest(c, want);
+}
+
+void HttpFront::Impl::SetInterest(Conn* c, uint32_t want) {
   if (want != c->interest) {
     c->interest = want;
     if (!loop_.ModifyFd(c->fd, want).ok()) Close(c);
@@ -768,6 +960,13 @@ void HttpFront::Impl::UpdateInterest(Conn* c) {
 void HttpFront::Impl::Close(Conn* c) {
   if (c->closed) return;
   c->closed = true;
+  if (c->tls != nullptr) {
+    c->tls->Shutdown();  // close_notify, when the session is still sound
+    if (c->tls_read_timer != EventLoop::kNoTimer) {
+      loop_.CancelTimer(c->tls_read_timer);
+      c->tls_read_timer = EventLoop::kNoTimer;
+    }
+  }
   loop_.UnwatchFd(c->fd);
   close(c->fd);
   c->fd = -1;

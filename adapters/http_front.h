@@ -12,6 +12,16 @@
 // later ones wait in the parser buffer), TCP_NODELAY, one idle timer per
 // connection, no thread per connection.
 //
+// TLS (optional, Options::tls): the same sockets carry OpenSSL sessions
+// (adapters/http_tls.h). The handshake is a state machine driven by epoll
+// readiness (SSL_ERROR_WANT_READ/WANT_WRITE decide the next interest) and
+// must finish within min(request_read_timeout, idle_timeout) of the
+// accept, else the connection is closed; SSL_read/SSL_write replace
+// recv/send; a close the front decides on sends close_notify first. A
+// plaintext HTTP request on a TLS port gets a plaintext 400 and is closed.
+// With Options::tls null nothing of this runs: plaintext connections take
+// the same recv/send path, without extra copies, as before TLS existed.
+//
 // Why not an off-the-shelf HTTP server:
 // - libevent's evhttp brings its own event_base loop: we would run two loops
 //   (or drive libcurl from evhttp's), and hand every request and every SSE
@@ -62,6 +72,7 @@
 #include "absl/time/time.h"
 #include "adapters/auth_policy.h"
 #include "adapters/event_loop.h"
+#include "adapters/http_tls.h"
 #include "domain/router.h"
 
 namespace echelon {
@@ -100,6 +111,9 @@ class HttpFront {
     // front; a null getter or result means none. Loop thread, once per
     // request.
     std::function<std::shared_ptr<const EdgePolicy>()> policy;
+    // Serve HTTPS (and require client certificates when the context has a
+    // client CA); null serves plaintext. See TlsServerContext::Create.
+    std::shared_ptr<TlsServerContext> tls;
   };
 
   // Parses "host:port", "[v6]:port" or ":port" into bind_address and port.

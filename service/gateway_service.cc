@@ -104,6 +104,7 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::StreamChunk>,
 
   // Loop thread.
   void OnDelta(const StreamDelta& delta) override {
+    Step step;
     {
       absl::MutexLock lock(&mu_);
       if (!delta.content.empty()) {
@@ -121,12 +122,18 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::StreamChunk>,
         ToProto(*delta.usage, queue_.emplace_back().mutable_usage());
         usage_sent_ = true;
       }
+      step = NextStep();
     }
-    Pump();
+    Act(this, std::move(step));
   }
 
   // Loop thread; exactly once.
   void OnComplete(absl::Status status, RoutedResponse routed) override {
+    // The next step is decided in the same critical section that sets
+    // completed_: once mu_ is released, a write finishing on a gRPC thread
+    // may Finish() the call, and gRPC may then delete this reactor (OnDone)
+    // before this thread could lock mu_ again (ASan caught exactly that).
+    Step step;
     {
       absl::MutexLock lock(&mu_);
       if (status.ok()) {
@@ -139,12 +146,14 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::StreamChunk>,
         final_status_ = ToGrpcStatus(status, routed.retry_after, context_);
       }
       completed_ = true;
+      step = NextStep();
     }
-    Pump();
+    Act(this, std::move(step));
   }
 
   void OnWriteDone(bool ok) override {
     std::shared_ptr<RequestHandle> cancel;
+    Step step;
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
@@ -155,9 +164,12 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::StreamChunk>,
         queue_.clear();
         cancel = handle_;
       }
+      step = NextStep();
     }
+    // gRPC does not call OnDone while this reaction runs, so Cancel() is
+    // safe even when `step` finishes the call.
     if (cancel != nullptr) cancel->Cancel();
-    Pump();
+    Act(this, std::move(step));
   }
 
   void OnCancel() override {
@@ -172,29 +184,43 @@ class StreamReactor final : public grpc::ServerWriteReactor<v1::StreamChunk>,
   void OnDone() override { delete this; }
 
  private:
-  // Starts the next write, or finishes once everything queued was written
-  // and the route completed. Never holds mu_ while calling into gRPC.
-  void Pump() ABSL_LOCKS_EXCLUDED(mu_) {
-    const v1::StreamChunk* next = nullptr;
+  // What to do once mu_ is released: start the next write, finish the
+  // call, or nothing (a write is in flight, or more is to come).
+  struct Step {
+    const v1::StreamChunk* write = nullptr;
     bool finish = false;
     grpc::Status status;
-    {
-      absl::MutexLock lock(&mu_);
-      if (writing_ || finished_) return;
-      if (!queue_.empty() && !broken_) {
-        writing_ = true;
-        next = &queue_.front();  // deque keeps it in place until popped
-      } else if (completed_) {
-        finished_ = true;
-        finish = true;
-        status = final_status_;
-        queue_.clear();
-      }
+  };
+
+  // Claims the next write or the finish for the caller; at most one thread
+  // gets either. Finishes once everything queued was written and the route
+  // completed.
+  Step NextStep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Step step;
+    if (writing_ || finished_) return step;
+    if (!queue_.empty() && !broken_) {
+      writing_ = true;
+      step.write = &queue_.front();  // deque keeps it in place until popped
+    } else if (completed_) {
+      finished_ = true;
+      step.finish = true;
+      step.status = final_status_;
+      queue_.clear();
     }
-    if (next != nullptr) {
-      StartWrite(next);
-    } else if (finish) {
-      Finish(std::move(status));
+    return step;
+  }
+
+  // Never holds mu_ while calling into gRPC, and touches nothing after
+  // Finish(): the reactor may be deleted as soon as it is called. Static,
+  // and `self` is not touched for an empty step: when this thread claimed
+  // nothing, another thread may already have finished the call and gRPC
+  // deleted the reactor (even a no-op member call would then be a
+  // use-after-free; UBSan's vptr check reads the object).
+  static void Act(StreamReactor* self, Step step) {
+    if (step.write != nullptr) {
+      self->StartWrite(step.write);
+    } else if (step.finish) {
+      self->Finish(std::move(step.status));
     }
   }
 

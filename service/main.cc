@@ -49,6 +49,15 @@ ABSL_FLAG(std::string, grpc_tls_key, "",
 ABSL_FLAG(std::string, grpc_tls_client_ca, "",
           "PEM CA bundle; when set, gRPC clients must present a certificate "
           "signed by it (mutual TLS).");
+ABSL_FLAG(std::string, http_tls_cert, "",
+          "PEM certificate chain for HTTPS on the OpenAI-compatible HTTP "
+          "listener (with --http_tls_key; TLS 1.2 and newer); empty serves "
+          "plain HTTP. May be the same file as --grpc_tls_cert.");
+ABSL_FLAG(std::string, http_tls_key, "",
+          "PEM private key (unencrypted) for --http_tls_cert.");
+ABSL_FLAG(std::string, http_tls_client_ca, "",
+          "PEM CA bundle; when set, HTTP clients must present a certificate "
+          "signed by it (mutual TLS).");
 ABSL_FLAG(std::string, upstream_ca_file, "",
           "PEM CA bundle trusted for https:// upstreams instead of the "
           "system store.");
@@ -105,6 +114,9 @@ int main(int argc, char** argv) {
   options.grpc_tls_cert = absl::GetFlag(FLAGS_grpc_tls_cert);
   options.grpc_tls_key = absl::GetFlag(FLAGS_grpc_tls_key);
   options.grpc_tls_client_ca = absl::GetFlag(FLAGS_grpc_tls_client_ca);
+  options.http_tls_cert = absl::GetFlag(FLAGS_http_tls_cert);
+  options.http_tls_key = absl::GetFlag(FLAGS_http_tls_key);
+  options.http_tls_client_ca = absl::GetFlag(FLAGS_http_tls_client_ca);
   options.upstream_ca_file = absl::GetFlag(FLAGS_upstream_ca_file);
   auto server = echelon::Server::Create(options);
   if (!server.ok()) {

@@ -20,6 +20,7 @@
 #include "adapters/event_loop.h"
 #include "adapters/http_client.h"
 #include "adapters/http_front.h"
+#include "adapters/http_tls.h"
 #include "adapters/metrics.h"
 #include "adapters/provider_factory.h"
 #include "adapters/redis_shared_state.h"
@@ -146,6 +147,18 @@ class ServerImpl final : public Server {
       service_->SetPolicy(policy_);
     }
 
+    // Bad HTTP TLS files stop the start before any listener opens.
+    std::shared_ptr<TlsServerContext> http_tls;
+    if (!options.http_address.empty()) {
+      HttpTlsFiles files;
+      files.cert_file = options.http_tls_cert;
+      files.key_file = options.http_tls_key;
+      files.client_ca_file = options.http_tls_client_ca;
+      auto tls = TlsServerContext::Create(files);
+      if (!tls.ok()) return tls.status();
+      http_tls = *std::move(tls);
+    }
+
     absl::Status s = StartGrpc();
     if (!s.ok()) return s;
     std::function<bool()> cluster_connected;
@@ -164,6 +177,7 @@ class ServerImpl final : public Server {
       if (!s.ok()) return s;
       front_options.router = [this] { return routers_->Get(); };
       front_options.policy = [this] { return service_->Policy(); };
+      front_options.tls = http_tls;
       absl::StatusOr<std::unique_ptr<HttpFront>> front;
       RunOnLoop([&] { front = HttpFront::Create(front_options, *loop_); });
       if (!front.ok()) return front.status();
@@ -178,10 +192,15 @@ class ServerImpl final : public Server {
       if (!watcher.ok()) return watcher.status();
       watcher_ = std::move(*watcher);
     }
-    log_->Log(LogLevel::kInfo,
-              absl::StrCat("echelond serving: grpc port ", grpc_port_,
-                           ", http port ", http_port(), ", metrics port ",
-                           metrics_->port(), ", config ", options.config_path));
+    log_->Log(
+        LogLevel::kInfo,
+        absl::StrCat("echelond serving: grpc port ", grpc_port_, ", http port ",
+                     http_port(),
+                     front_ != nullptr && http_tls != nullptr
+                         ? (http_tls->mutual() ? " (https, mtls)" : " (https)")
+                         : "",
+                     ", metrics port ", metrics_->port(), ", config ",
+                     options.config_path));
     return absl::OkStatus();
   }
 

@@ -49,6 +49,12 @@ struct ServerOptions {
   std::string grpc_tls_cert;
   std::string grpc_tls_key;
   std::string grpc_tls_client_ca;
+  // TLS on the OpenAI-compatible HTTP listener, the same way (separate
+  // from gRPC's so that each listener can face its own clients; pass the
+  // same files to both for one certificate).
+  std::string http_tls_cert;
+  std::string http_tls_key;
+  std::string http_tls_client_ca;
   // PEM CA bundle trusted for https:// upstreams instead of the system
   // store (upstream certificates are always verified).
   std::string upstream_ca_file;

@@ -6,6 +6,9 @@
 //   wrk -t4 -c64 -d10s http://127.0.0.1:8099/healthz
 //   wrk -t4 -c64 -d10s -s post.lua http://127.0.0.1:8099/v1/chat/completions
 //
+// HTTPS: pass a PEM certificate and key after the port
+// (`-- 8099 server.pem server.key`) and point wrk at https://.
+//
 // Prints "LISTENING http <port>" and serves until killed.
 #include <unistd.h>
 
@@ -16,6 +19,7 @@
 
 #include "adapters/event_loop.h"
 #include "adapters/http_front.h"
+#include "adapters/http_tls.h"
 
 namespace echelon {
 namespace {
@@ -80,6 +84,17 @@ int main(int argc, char** argv) {
   options.port = argc > 1 ? std::atoi(argv[1]) : 0;
   options.bind_address = "127.0.0.1";
   options.router = [router] { return router; };
+  if (argc > 3) {
+    HttpTlsFiles files;
+    files.cert_file = argv[2];
+    files.key_file = argv[3];
+    auto tls = TlsServerContext::Create(files);
+    if (!tls.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(tls.status().message()).c_str());
+      return 1;
+    }
+    options.tls = *tls;
+  }
   auto front = HttpFront::Create(options, **loop);
   if (!front.ok()) {
     std::fprintf(stderr, "%s\n", std::string(front.status().message()).c_str());
