@@ -489,8 +489,9 @@ UpstreamRateLimits AnthropicDialect::ParseRateLimits(const HttpHeaders& headers,
 
 UpstreamError AnthropicDialect::ParseResponse(absl::string_view body,
                                               ChatResponse* response) const {
-  rapidjson::Document doc;
-  if (doc.Parse(body.data(), body.size()).HasParseError() || !doc.IsObject()) {
+  json::LocalDocument local;
+  const json::LocalDocument::Doc& doc = local.Parse(body);
+  if (doc.HasParseError() || !doc.IsObject()) {
     return {ErrorClass::kProtocolError, 0,
             absl::StrCat("malformed response: ", Truncate(body))};
   }

@@ -57,6 +57,7 @@ EpollEventLoop::~EpollEventLoop() {
     absl::MutexLock lock(&mu_);
     posted_.clear();
   }
+  running_.clear();
   timers_.clear();
   watches_by_token_.clear();
   watches_by_fd_.clear();
@@ -75,11 +76,17 @@ void EpollEventLoop::Stop() {
 }
 
 void EpollEventLoop::Post(absl::AnyInvocable<void()> task) {
+  bool first;
   {
     absl::MutexLock lock(&mu_);
+    first = posted_.empty();
     posted_.push_back(std::move(task));
   }
-  Wake();
+  // One wake per batch: the loop swaps the whole queue out under mu_ and
+  // checks it again before it sleeps (NextTimeoutMs), so a task behind
+  // another one is seen without a second eventfd write. A task posted from
+  // the loop thread itself needs no wake either (the loop is awake).
+  if (first && !InLoopThread()) Wake();
 }
 
 void EpollEventLoop::Wake() {
@@ -171,15 +178,16 @@ int EpollEventLoop::NextTimeoutMs() const {
 }
 
 void EpollEventLoop::RunPosted() {
-  std::deque<absl::AnyInvocable<void()>> batch;
   {
     absl::MutexLock lock(&mu_);
-    batch.swap(posted_);
+    if (posted_.empty()) return;
+    running_.swap(posted_);  // both keep their capacity: no allocation
   }
-  for (auto& task : batch) {
-    if (stopping_.load()) return;
+  for (auto& task : running_) {
+    if (stopping_.load()) break;
     task();
   }
+  running_.clear();
 }
 
 void EpollEventLoop::RunDueTimers() {

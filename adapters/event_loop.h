@@ -95,7 +95,9 @@ class EpollEventLoop : public EventLoop {
   std::atomic<bool> stopping_{false};
 
   mutable absl::Mutex mu_;
-  std::deque<absl::AnyInvocable<void()>> posted_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::AnyInvocable<void()>> posted_ ABSL_GUARDED_BY(mu_);
+  // Loop thread only: the batch RunPosted() is running.
+  std::vector<absl::AnyInvocable<void()>> running_;
 
   // Loop thread only.
   TimerId next_timer_id_ = 1;

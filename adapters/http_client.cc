@@ -21,7 +21,9 @@ struct HttpClient::Transfer {
   RequestId id = 0;
   HttpClient* client = nullptr;
   CURL* easy = nullptr;
-  curl_slist* header_list = nullptr;
+  // Shared with the client's cache of header lists (one per distinct set of
+  // request headers, i.e. per endpoint and mode).
+  std::shared_ptr<curl_slist> header_list;
   HttpRequest request;
   HttpCallbacks callbacks;
   HttpHeaders response_headers;
@@ -40,9 +42,10 @@ struct HttpClient::Transfer {
   EventLoop::TimerId deadline_timer = EventLoop::kNoTimer;
   char error_buffer[CURL_ERROR_SIZE] = {0};
 
+  // The easy handle goes back to the client's pool (reset) when the
+  // transfer ends.
   ~Transfer() {
-    if (easy != nullptr) curl_easy_cleanup(easy);
-    if (header_list != nullptr) curl_slist_free_all(header_list);
+    if (easy != nullptr) client->ReleaseEasy(easy);
   }
 };
 
@@ -124,6 +127,9 @@ HttpClient::~HttpClient() {
   transfers_.clear();
   DrainDoomed();
   if (curl_timer_ != EventLoop::kNoTimer) loop_.CancelTimer(curl_timer_);
+  for (void* easy : idle_easy_) curl_easy_cleanup(static_cast<CURL*>(easy));
+  idle_easy_.clear();
+  header_lists_.clear();
   curl_multi_cleanup(Multi(multi_));
   for (int fd : watched_fds_) loop_.UnwatchFd(fd);
 }
@@ -137,7 +143,7 @@ HttpClient::RequestId HttpClient::Start(HttpRequest request,
   t.client = this;
   t.request = std::move(request);
   t.callbacks = std::move(callbacks);
-  t.easy = curl_easy_init();
+  t.easy = AcquireEasy();
   transfers_.emplace(id, std::move(transfer));
   if (t.easy == nullptr) {
     std::weak_ptr<bool> alive = alive_;
@@ -187,13 +193,8 @@ HttpClient::RequestId HttpClient::Start(HttpRequest request,
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(t.request.body.size()));
   }
-  for (const auto& [name, value] : t.request.headers) {
-    std::string line = absl::StrCat(name, ": ", value);
-    t.header_list = curl_slist_append(t.header_list, line.c_str());
-  }
-  // No "Expect: 100-continue" round trip for larger bodies.
-  t.header_list = curl_slist_append(t.header_list, "Expect:");
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.header_list);
+  t.header_list = HeaderList(t.request.headers);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.header_list.get());
 
   // Loop timers for the application-level timeouts.
   absl::Time now = loop_.Now();
@@ -226,6 +227,51 @@ HttpClient::RequestId HttpClient::Start(HttpRequest request,
     AddToMulti(id);
   }
   return id;
+}
+
+void* HttpClient::AcquireEasy() {
+  if (idle_easy_.empty()) return curl_easy_init();
+  void* easy = idle_easy_.back();
+  idle_easy_.pop_back();
+  return easy;
+}
+
+void HttpClient::ReleaseEasy(void* easy) {
+  CURL* e = static_cast<CURL*>(easy);
+  if (idle_easy_.size() >= kMaxIdleEasyHandles) {
+    curl_easy_cleanup(e);
+    return;
+  }
+  // Back to the defaults: no option (nor pointer into the finished
+  // Transfer) survives into the next request.
+  curl_easy_reset(e);
+  idle_easy_.push_back(e);
+}
+
+std::shared_ptr<curl_slist> HttpClient::HeaderList(
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  // Requests to one endpoint carry the same headers: build their list once.
+  header_key_.clear();
+  for (const auto& [name, value] : headers) {
+    absl::StrAppend(&header_key_, name, ": ", value, "\n");
+  }
+  auto it = header_lists_.find(header_key_);
+  if (it != header_lists_.end()) return it->second;
+  curl_slist* list = nullptr;
+  for (const auto& [name, value] : headers) {
+    std::string line = absl::StrCat(name, ": ", value);
+    list = curl_slist_append(list, line.c_str());
+  }
+  // No "Expect: 100-continue" round trip for larger bodies.
+  list = curl_slist_append(list, "Expect:");
+  std::shared_ptr<curl_slist> shared(list, [](curl_slist* l) {
+    if (l != nullptr) curl_slist_free_all(l);
+  });
+  // Bounded by the config's endpoints; a client that sees ever-new header
+  // sets starts over (lists in use live on in their transfers).
+  if (header_lists_.size() >= kMaxHeaderLists) header_lists_.clear();
+  header_lists_.emplace(header_key_, shared);
+  return shared;
 }
 
 void HttpClient::AddToMulti(RequestId id) {

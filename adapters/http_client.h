@@ -12,12 +12,15 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "adapters/event_loop.h"
 #include "domain/errors.h"
+
+struct curl_slist;
 
 namespace echelon {
 
@@ -133,6 +136,17 @@ class HttpClient {
   void OnStallCheck(RequestId id);
   void CancelTimers(Transfer& transfer);
   void DrainDoomed();
+  // Easy handles are reused (curl_easy_reset) rather than created and
+  // destroyed per request.
+  void* AcquireEasy();
+  void ReleaseEasy(void* easy);
+  // The curl header list for `headers` (plus "Expect:"), cached per
+  // distinct header set.
+  std::shared_ptr<curl_slist> HeaderList(
+      const std::vector<std::pair<std::string, std::string>>& headers);
+
+  static constexpr size_t kMaxIdleEasyHandles = 256;
+  static constexpr size_t kMaxHeaderLists = 256;
 
   const Options options_;
   EpollEventLoop& loop_;
@@ -144,6 +158,9 @@ class HttpClient {
   // Easy handles removed from the multi, destroyed outside libcurl calls.
   std::vector<std::unique_ptr<Transfer>> doomed_;
   std::unordered_set<int> watched_fds_;
+  std::vector<void*> idle_easy_;  // CURL*, reset
+  absl::flat_hash_map<std::string, std::shared_ptr<curl_slist>> header_lists_;
+  std::string header_key_;  // scratch
   // Expires with the client; guards tasks posted to the loop.
   std::shared_ptr<bool> alive_;
 };

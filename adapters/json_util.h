@@ -44,6 +44,37 @@ inline absl::string_view View(const rapidjson::Value& v) {
                       : absl::string_view();
 }
 
+// A one-shot document whose DOM and parse stack start in inline buffers
+// (spilling to the heap only for large documents): parsing a unary response
+// of a few hundred bytes costs no 64 KiB pool chunk and no stack allocation.
+// Lives on the caller's stack; its values are plain rapidjson::Value.
+class LocalDocument {
+ public:
+  using Doc = rapidjson::GenericDocument<rapidjson::UTF8<>,
+                                         rapidjson::MemoryPoolAllocator<>,
+                                         rapidjson::MemoryPoolAllocator<>>;
+  LocalDocument()
+      : pool_(pool_buffer_, sizeof(pool_buffer_)),
+        stack_pool_(stack_buffer_, sizeof(stack_buffer_)),
+        doc_(&pool_, sizeof(stack_buffer_) / 2, &stack_pool_) {}
+  LocalDocument(const LocalDocument&) = delete;
+  LocalDocument& operator=(const LocalDocument&) = delete;
+
+  // Parses `text` (not modified). Check HasParseError() on the result.
+  Doc& Parse(absl::string_view text) {
+    doc_.Parse(text.data(), text.size());
+    return doc_;
+  }
+  Doc& doc() { return doc_; }
+
+ private:
+  char pool_buffer_[4 * 1024];
+  char stack_buffer_[1024];
+  rapidjson::MemoryPoolAllocator<> pool_;
+  rapidjson::MemoryPoolAllocator<> stack_pool_;
+  Doc doc_;
+};
+
 // A reusable in-situ parser: copies `text` into an owned scratch buffer and
 // parses it in place with a pool allocator that starts on an inline buffer,
 // so small documents (streamed chunks) cost no heap allocation once warm.

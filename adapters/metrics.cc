@@ -1,7 +1,10 @@
 #include "adapters/metrics.h"
 
+#include <cctype>
 #include <exception>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -52,11 +55,22 @@ double HealthValue(InstanceHealth h) {
   return 0;
 }
 
-std::string CodeName(absl::StatusCode code) {
-  if (code == absl::StatusCode::kOk) return "ok";
-  std::string s = absl::StatusCodeToString(code);
-  for (char& c : s) c = static_cast<char>(std::tolower(c));
-  return s;
+// Lower-case status code names, computed once.
+absl::string_view CodeName(absl::StatusCode code) {
+  static const auto* names = [] {
+    auto* v = new std::vector<std::string>();
+    for (int c = 0; c <= 16; ++c) {
+      std::string s =
+          c == 0 ? std::string("ok")
+                 : absl::StatusCodeToString(static_cast<absl::StatusCode>(c));
+      for (char& ch : s) ch = static_cast<char>(std::tolower(ch));
+      v->push_back(std::move(s));
+    }
+    return v;
+  }();
+  int c = static_cast<int>(code);
+  if (c >= 0 && c < static_cast<int>(names->size())) return (*names)[c];
+  return "";  // absl::StatusCodeToString's answer for unknown codes
 }
 
 prometheus::ClientMetric Gauge(std::vector<prometheus::ClientMetric::Label> l,
@@ -224,23 +238,26 @@ absl::StatusOr<std::unique_ptr<GatewayMetrics>> GatewayMetrics::Create(
 template <typename T>
 T& GatewayMetrics::Get(prometheus::Family<T>& family,
                        absl::flat_hash_map<std::string, T*>& cache,
-                       const prometheus::Labels& labels) {
-  std::string key = absl::StrCat(reinterpret_cast<uintptr_t>(&family));
-  for (const auto& [k, v] : labels) absl::StrAppend(&key, "\x1f", k, "=", v);
-  auto it = cache.find(key);
+                       std::initializer_list<LabelRef> labels) {
+  key_.clear();
+  absl::StrAppend(&key_, reinterpret_cast<uintptr_t>(&family));
+  for (const auto& [k, v] : labels) absl::StrAppend(&key_, "\x1f", k, "=", v);
+  auto it = cache.find(key_);
   if (it != cache.end()) return *it->second;
+  prometheus::Labels map;
+  for (const auto& [k, v] : labels) map.emplace(std::string(k), std::string(v));
   T* metric;
   if constexpr (std::is_same_v<T, Histogram>) {
-    metric = &family.Add(labels, LatencyBuckets());
+    metric = &family.Add(map, LatencyBuckets());
   } else {
-    metric = &family.Add(labels);
+    metric = &family.Add(map);
   }
-  cache.emplace(std::move(key), metric);
+  cache.emplace(key_, metric);
   return *metric;
 }
 
 void GatewayMetrics::OnAttempt(const AttemptEvent& e) {
-  std::string outcome(ErrorClassName(e.outcome));
+  absl::string_view outcome = ErrorClassName(e.outcome);
   Get(attempts_, counter_cache_,
       {{"instance", e.instance}, {"outcome", outcome}})
       .Increment();
@@ -262,7 +279,7 @@ void GatewayMetrics::OnAttempt(const AttemptEvent& e) {
 }
 
 void GatewayMetrics::OnRequestDone(const RequestDoneEvent& e) {
-  std::string outcome = CodeName(e.code);
+  absl::string_view outcome = CodeName(e.code);
   Get(requests_, counter_cache_,
       {{"target", e.target}, {"model", e.model}, {"outcome", outcome}})
       .Increment();
@@ -286,13 +303,16 @@ void GatewayMetrics::OnFallback(const FallbackEvent& e) {
 }
 
 void GatewayMetrics::OnBreakerTransition(const BreakerEvent& e) {
-  prometheus::Labels labels = {
-      {"kind", e.kind}, {"scope", e.scope}, {"name", e.name}};
-  Get(breaker_state_, gauge_cache_, labels).Set(BreakerValue(e.to));
-  labels["to"] = e.to == BreakerPhase::kOpen       ? "open"
-                 : e.to == BreakerPhase::kHalfOpen ? "half_open"
-                                                   : "closed";
-  Get(breaker_transitions_, counter_cache_, labels).Increment();
+  Get(breaker_state_, gauge_cache_,
+      {{"kind", e.kind}, {"scope", e.scope}, {"name", e.name}})
+      .Set(BreakerValue(e.to));
+  absl::string_view to = e.to == BreakerPhase::kOpen       ? "open"
+                         : e.to == BreakerPhase::kHalfOpen ? "half_open"
+                                                           : "closed";
+  // prometheus::Labels is a sorted map: keep the key in the same order.
+  Get(breaker_transitions_, counter_cache_,
+      {{"kind", e.kind}, {"name", e.name}, {"scope", e.scope}, {"to", to}})
+      .Increment();
 }
 
 void GatewayMetrics::OnConfigReload(bool ok, absl::Time when) {

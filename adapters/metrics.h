@@ -11,6 +11,7 @@
 #pragma once
 
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,10 +74,14 @@ class GatewayMetrics final : public RouterObserver {
  private:
   explicit GatewayMetrics(const Options& options);
 
+  using LabelRef = std::pair<absl::string_view, absl::string_view>;
+
+  // The child of `family` with `labels`, from the cache; the key is built
+  // in a scratch string and prometheus::Labels (a std::map) only on a miss.
   template <typename T>
   T& Get(prometheus::Family<T>& family,
          absl::flat_hash_map<std::string, T*>& cache,
-         const prometheus::Labels& labels);
+         std::initializer_list<LabelRef> labels);
 
   Options options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -105,6 +110,7 @@ class GatewayMetrics final : public RouterObserver {
   absl::flat_hash_map<std::string, prometheus::Counter*> counter_cache_;
   absl::flat_hash_map<std::string, prometheus::Histogram*> histogram_cache_;
   absl::flat_hash_map<std::string, prometheus::Gauge*> gauge_cache_;
+  std::string key_;  // scratch for Get()
 };
 
 }  // namespace echelon
