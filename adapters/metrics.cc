@@ -327,15 +327,19 @@ void GatewayMetrics::OnClusterConnected(bool connected) {
 
 void GatewayMetrics::OnClusterDecision(absl::string_view result,
                                        absl::string_view reason) {
-  prometheus::Labels labels = {{"result", std::string(result)}};
-  if (!reason.empty()) labels["reason"] = std::string(reason);
-  Get(cluster_decisions_, counter_cache_, labels).Increment();
+  if (reason.empty()) {
+    Get(cluster_decisions_, counter_cache_, {{"result", result}}).Increment();
+  } else {
+    Get(cluster_decisions_, counter_cache_,
+        {{"reason", reason}, {"result", result}})
+        .Increment();
+  }
 }
 
 void GatewayMetrics::OnClusterEvent(absl::string_view direction,
                                     absl::string_view kind) {
   Get(cluster_events_, counter_cache_,
-      {{"direction", std::string(direction)}, {"kind", std::string(kind)}})
+      {{"direction", direction}, {"kind", kind}})
       .Increment();
 }
 

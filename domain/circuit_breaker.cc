@@ -56,6 +56,13 @@ bool CircuitBreaker::Allow(absl::Time now) {
   return true;
 }
 
+void CircuitBreaker::ClearCounts() {
+  consecutive_failures_ = 0;
+  probes_in_flight_ = 0;
+  probe_successes_ = 0;
+  window_.Clear();
+}
+
 void CircuitBreaker::Open(absl::Time now) {
   double factor = std::pow(std::max(1.0, config_.recovery_multiplier),
                            static_cast<double>(reopens_));
@@ -63,10 +70,7 @@ void CircuitBreaker::Open(absl::Time now) {
   if (open_for > config_.max_recovery_time)
     open_for = config_.max_recovery_time;
   open_until_ = now + open_for;
-  consecutive_failures_ = 0;
-  probes_in_flight_ = 0;
-  probe_successes_ = 0;
-  window_.Clear();
+  ClearCounts();
   TransitionTo(BreakerPhase::kOpen);
 }
 
@@ -75,10 +79,7 @@ void CircuitBreaker::ForceOpen(absl::Time now, absl::Time until) {
   Advance(now);
   if (phase_ == BreakerPhase::kOpen && open_until_ >= until) return;
   open_until_ = until;
-  consecutive_failures_ = 0;
-  probes_in_flight_ = 0;
-  probe_successes_ = 0;
-  window_.Clear();
+  ClearCounts();
   TransitionTo(BreakerPhase::kOpen);
 }
 
@@ -86,10 +87,7 @@ void CircuitBreaker::ForceClose(absl::Time now) {
   Advance(now);
   if (phase_ == BreakerPhase::kClosed) return;
   reopens_ = 0;
-  consecutive_failures_ = 0;
-  probes_in_flight_ = 0;
-  probe_successes_ = 0;
-  window_.Clear();
+  ClearCounts();
   TransitionTo(BreakerPhase::kClosed);
 }
 

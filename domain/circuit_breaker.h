@@ -75,6 +75,8 @@ class CircuitBreaker {
  private:
   void Advance(absl::Time now);
   void Open(absl::Time now);
+  // Forgets failures, probes and the window (on every open or close).
+  void ClearCounts();
   void TransitionTo(BreakerPhase p);
 
   CircuitBreakerConfig config_;
