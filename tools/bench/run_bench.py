@@ -441,7 +441,8 @@ def args_stream_rate():
 def build_rows(results):
     d = results.get("direct")
     rows = []
-    for name in ["direct", "echelon-grpc", "echelon-http", "echo-grpc", "nginx", "portkey"]:
+    for name in ["direct", "echelon-grpc", "echelon-grpc-batch", "echelon-http", "echo-grpc",
+                 "nginx", "portkey"]:
         r = results.get(name)
         if r is None:
             continue
@@ -535,6 +536,12 @@ def targets(results, args):
         if cg and ce:
             out.append(("CPU per unary request ≤ 4× bare echo server",
                         f"{cg / ce:.2f}× ({cg:.3f} vs {ce:.3f} s/1k)", ok(cg <= 4 * ce)))
+    gb = results.get("echelon-grpc-batch")
+    if usable(gb) and usable(e):
+        cb, ce = cpu_per_1k(gb["closed"]), cpu_per_1k(e["closed"])
+        if cb and ce:
+            out.append(("CPU per unary request ≤ 4× bare echo server, with `--sched_batch`",
+                        f"{cb / ce:.2f}× ({cb:.3f} vs {ce:.3f} s/1k)", ok(cb <= 4 * ce)))
     if usable(g) and usable(d):
         o, b = g["open"].get("5000", {}), d["open"].get("5000", {})
         if o.get("saturated") or b.get("saturated") or not o or not b:
@@ -643,6 +650,10 @@ def write_markdown(path, args, rows, tgts, mach, pinning, started, elapsed, note
            "`--log_level=warning`", ""]
     md += ["## Results", "", table(rows), ""]
     md += ["How to read it:", "",
+           "- `echelon-grpc-batch`: the same gateway started with "
+           "`--sched_batch` (every thread under SCHED_BATCH: woken threads do "
+           "not preempt, so gRPC → loop → gRPC hand-offs batch up). Off by "
+           "default: on a shared machine it trades latency for CPU.",
            "- Throughput: closed loop, the highest rate the system sustained "
            f"with {args.concurrency} calls in flight (client and simulator share "
            "the client core, so the direct row is bounded by the load side).",
@@ -677,6 +688,12 @@ def write_markdown(path, args, rows, tgts, mach, pinning, started, elapsed, note
     md.append("")
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    # Hand-written history (optimisations and their measured effect) lives
+    # next to the harness and is carried into every regeneration.
+    history = os.path.join(ROOT, "tools/bench/BEFORE_AFTER.md")
+    if os.path.exists(history):
+        with open(history) as f:
+            md += [f.read().rstrip(), ""]
     md += ["## Tools", "",
            "- `tools/loadgen` (C++): gRPC callback-API client (no thread per "
            "call) and a libcurl-multi HTTP client on one epoll loop with a "
@@ -769,6 +786,16 @@ def main():
         gw_grpc = f"127.0.0.1:{ports['LISTENING grpc ']}"
         gw_http = f"http://127.0.0.1:{ports['LISTENING http ']}/v1/chat/completions"
 
+        # The same gateway with --sched_batch (see service/main.cc): a row of
+        # its own, measured in the same run.
+        gwb = bench.start("echelond-batch", [
+            os.path.join(bin_dir, "service/echelond"), "--config=configs/llms",
+            "--grpc_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+            "--metrics_address=127.0.0.1:0", "--log_level=warning",
+            "--watch_config=false", "--sched_batch=true"],
+            env={"ECHELON_SIM_URL": sim_url}, cpus=bench.sut_cpus)
+        gwb_grpc = "127.0.0.1:" + gwb.wait_lines(["LISTENING grpc "])["LISTENING grpc "]
+
         echo = bench.start("echo", [os.path.join(bin_dir, "tools/bench/echo_server"),
                                     "--port=0", "--chunks=16"], cpus=bench.sut_cpus)
         echo_addr = "127.0.0.1:" + echo.wait_lines(["LISTENING grpc "])["LISTENING grpc "]
@@ -778,6 +805,9 @@ def main():
                              lambda: [sim.pid], direct_extra)
         if want("echelon-grpc"):
             bench.run_system("echelon-grpc", "grpc", gw_grpc, lambda: [gw.pid])
+        if want("echelon-grpc-batch"):
+            bench.run_system("echelon-grpc-batch", "grpc", gwb_grpc, lambda: [gwb.pid])
+        gwb.stop()
         if want("echelon-http"):
             bench.run_system("echelon-http", "http", gw_http, lambda: [gw.pid],
                              [f"--target={args.target}"])
@@ -837,6 +867,10 @@ def main():
     raw_path = os.path.join(tmp, "results.json")
     with open(raw_path, "w") as f:
         json.dump(bench.results, f, indent=1)
+    try:  # the machine is shared: say how busy it was at the end, too
+        mach += f", at end {' '.join(open('/proc/loadavg').read().split()[:3])}"
+    except OSError:
+        pass
     rows = build_rows(bench.results)
     tgts = targets(bench.results, args)
     print(table(rows))
