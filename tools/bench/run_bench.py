@@ -708,6 +708,15 @@ def write_markdown(path, args, rows, tgts, mach, pinning, started, elapsed, note
            "pinned to 1.13.5 (`tools/bench/portkey/package.json`), provider "
            "`openai` with `x-portkey-custom-host`.",
            f"- Raw loadgen output of this run: `{raw_path}` (not committed).", ""]
+    # Sections other generators own (tools/bench/cluster_cost.py) survive.
+    try:
+        with open(path) as f:
+            old = f.read()
+        a = old.index("<!-- cluster-cost:begin -->")
+        b = old.index("<!-- cluster-cost:end -->") + len("<!-- cluster-cost:end -->")
+        md += [old[a:b], ""]
+    except (OSError, ValueError):
+        pass
     with open(path, "w") as f:
         f.write("\n".join(md))
 
