@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "adapters/config_inherit.h"
+#include "adapters/host_port.h"
 
 namespace echelon {
 namespace {
@@ -741,29 +742,8 @@ void DecodeLimits(const ConfigNode* node, const std::string& path,
 // "host:port" or "[v6]:port", port 1..65535.
 bool IsHostPort(const std::string& address) {
   std::string host;
-  size_t colon;
-  if (!address.empty() && address[0] == '[') {
-    const size_t close = address.find(']');
-    if (close == std::string::npos || close + 1 >= address.size() ||
-        address[close + 1] != ':') {
-      return false;
-    }
-    host = address.substr(1, close - 1);
-    colon = close + 1;
-  } else {
-    colon = address.rfind(':');
-    if (colon == std::string::npos) return false;
-    host = address.substr(0, colon);
-    if (host.find(':') != std::string::npos) return false;
-  }
   int port = 0;
-  if (host.empty() || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-      port < 1 || port > 65535) {
-    return false;
-  }
-  return std::none_of(host.begin(), host.end(), [](char c) {
-    return absl::ascii_isspace(static_cast<unsigned char>(c)) || c == '/';
-  });
+  return ParseHostPort(address, &host, &port);
 }
 
 // `cluster:`: replicas sharing limits and observations through Redis.

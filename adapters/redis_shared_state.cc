@@ -209,36 +209,6 @@ const char* SharedEventDirectionName(SharedStateObserver::Direction d) {
                                                          : "received";
 }
 
-bool ParseHostPort(const std::string& address, std::string* host, int* port) {
-  size_t colon;
-  std::string h;
-  if (!address.empty() && address[0] == '[') {
-    const size_t close = address.find(']');
-    if (close == std::string::npos || close + 1 >= address.size() ||
-        address[close + 1] != ':') {
-      return false;
-    }
-    h = address.substr(1, close - 1);
-    colon = close + 1;
-  } else {
-    colon = address.rfind(':');
-    if (colon == std::string::npos) return false;
-    h = address.substr(0, colon);
-    if (h.find(':') != std::string::npos) return false;  // v6 needs [..]
-  }
-  if (h.empty()) return false;
-  int p = 0;
-  if (!absl::SimpleAtoi(address.substr(colon + 1), &p) || p < 1 || p > 65535) {
-    return false;
-  }
-  for (char c : h) {
-    if (c == ' ' || c == '/' || c == '\t') return false;
-  }
-  *host = h;
-  *port = p;
-  return true;
-}
-
 std::string EncodeSharedEvent(const SharedEvent& event,
                               const std::string& replica_id) {
   std::string out = absl::StrCat("1|", ToWireMillis(event.until));

@@ -47,6 +47,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/strings/string_view.h"
 #include "adapters/event_loop.h"
+#include "adapters/host_port.h"
 #include "adapters/redis_client.h"
 #include "domain/config.h"
 #include "domain/shared_state.h"
@@ -79,9 +80,6 @@ class SharedStateObserver {
 
 const char* SharedDecisionKindName(SharedDecision::Kind kind);
 const char* SharedEventDirectionName(SharedStateObserver::Direction d);
-
-// Splits "host:port" ("[v6]:port" too). False when malformed.
-bool ParseHostPort(const std::string& address, std::string* host, int* port);
 
 // The wire format of events (exposed for tests):
 //   1|<until unix
