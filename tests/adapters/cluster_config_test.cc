@@ -16,6 +16,7 @@
 #include "adapters/config_validate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/adapters/config_decode_util.h"
 
 namespace echelon {
 namespace {
@@ -25,39 +26,10 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-constexpr char kBase[] =
-    "providers:\n"
-    "  - name: sim\n"
-    "    kind: openai\n"
-    "    base_url: http://127.0.0.1:8700/v1\n"
-    "models:\n"
-    "  - name: m1\n"
-    "    provider: sim\n"
-    "task_groups:\n"
-    "  - name: fast\n"
-    "    echelons:\n"
-    "      - name: primary\n"
-    "        models: [m1]\n"
-    "pools:\n"
-    "  - name: fast-pool\n"
-    "    task_groups: [fast]\n";  // 15 lines
-
-struct Decoded {
-  GatewayConfig config;
-  std::vector<std::string> problems;
-};
+using testing::Decoded;
 
 Decoded Decode(const std::string& extra, const EnvOptions* env = nullptr) {
-  std::vector<ConfigProblem> problems;
-  std::optional<ConfigNode> root =
-      ParseYamlString(std::string(kBase) + extra, "t.yaml", &problems);
-  Decoded out;
-  if (root.has_value()) {
-    if (env != nullptr) ExpandEnvironmentInTree(&*root, *env, &problems);
-    out.config = DecodeGatewayConfig(*root, &problems);
-  }
-  for (const ConfigProblem& p : problems) out.problems.push_back(p.ToString());
-  return out;
+  return testing::DecodeOnMinimalConfig(extra, env);
 }
 
 TEST(ClusterConfigTest, AbsentSectionKeepsDocumentedDefaults) {
