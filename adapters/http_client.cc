@@ -20,6 +20,7 @@ namespace echelon {
 struct HttpClient::Transfer {
   RequestId id = 0;
   HttpClient* client = nullptr;
+  Shard* shard = nullptr;
   CURL* easy = nullptr;
   // Shared with the client's cache of header lists (one per distinct set of
   // request headers, i.e. per endpoint and mode).
@@ -46,6 +47,7 @@ struct HttpClient::Transfer {
   // transfer ends.
   ~Transfer() {
     if (easy != nullptr) client->ReleaseEasy(easy);
+    if (shard != nullptr) --shard->transfers;
   }
 };
 
@@ -93,44 +95,57 @@ const std::string* HttpHeaders::Find(absl::string_view name) const {
 absl::StatusOr<std::unique_ptr<HttpClient>> HttpClient::Create(
     const Options& options, EpollEventLoop& loop) {
   GlobalInitOnce();
-  CURLM* multi = curl_multi_init();
-  if (multi == nullptr) return absl::InternalError("curl_multi_init failed");
-  std::unique_ptr<HttpClient> client(new HttpClient(options, loop, multi));
-  curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION,
-                    &HttpClient::SocketCallback);
-  curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, client.get());
-  curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &HttpClient::TimerCallback);
-  curl_multi_setopt(multi, CURLMOPT_TIMERDATA, client.get());
-  curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-                    static_cast<long>(options.max_total_connections));
-  curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                    static_cast<long>(options.max_host_connections));
-  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
-                    static_cast<long>(options.max_cached_connections));
+  std::unique_ptr<HttpClient> client(new HttpClient(options, loop));
+  const int n = std::max(1, options.multi_handles);
+  // Each handle's share of a limit, rounded up; 0 stays "unlimited".
+  auto share = [n](int64_t limit) {
+    return static_cast<long>(limit <= 0 ? 0 : (limit + n - 1) / n);
+  };
+  for (int i = 0; i < n; ++i) {
+    CURLM* multi = curl_multi_init();
+    if (multi == nullptr) return absl::InternalError("curl_multi_init failed");
+    auto shard = std::make_unique<Shard>();
+    shard->client = client.get();
+    shard->multi = multi;
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION,
+                      &HttpClient::SocketCallback);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, shard.get());
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION,
+                      &HttpClient::TimerCallback);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, shard.get());
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      share(options.max_total_connections));
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      share(options.max_host_connections));
+    // At least a few idle connections per handle.
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+                      std::max(4L, share(options.max_cached_connections)));
+    client->shards_.push_back(std::move(shard));
+  }
   return client;
 }
 
-HttpClient::HttpClient(const Options& options, EpollEventLoop& loop,
-                       void* multi)
-    : options_(options),
-      loop_(loop),
-      multi_(multi),
-      alive_(std::make_shared<bool>(true)) {}
+HttpClient::HttpClient(const Options& options, EpollEventLoop& loop)
+    : options_(options), loop_(loop), alive_(std::make_shared<bool>(true)) {}
 
 HttpClient::~HttpClient() {
   for (auto& [id, transfer] : transfers_) {
     CancelTimers(*transfer);
     if (transfer->in_multi)
-      curl_multi_remove_handle(Multi(multi_), transfer->easy);
+      curl_multi_remove_handle(Multi(transfer->shard->multi), transfer->easy);
   }
   transfers_.clear();
   DrainDoomed();
-  if (curl_timer_ != EventLoop::kNoTimer) loop_.CancelTimer(curl_timer_);
+  for (auto& shard : shards_) {
+    if (shard->curl_timer != EventLoop::kNoTimer) {
+      loop_.CancelTimer(shard->curl_timer);
+    }
+  }
   for (void* easy : idle_easy_) curl_easy_cleanup(static_cast<CURL*>(easy));
   idle_easy_.clear();
   header_lists_.clear();
-  curl_multi_cleanup(Multi(multi_));
+  for (auto& shard : shards_) curl_multi_cleanup(Multi(shard->multi));
   for (int fd : watched_fds_) loop_.UnwatchFd(fd);
 }
 
@@ -141,6 +156,8 @@ HttpClient::RequestId HttpClient::Start(HttpRequest request,
   Transfer& t = *transfer;
   t.id = id;
   t.client = this;
+  t.shard = &LeastBusyShard();
+  ++t.shard->transfers;
   t.request = std::move(request);
   t.callbacks = std::move(callbacks);
   t.easy = AcquireEasy();
@@ -279,7 +296,7 @@ void HttpClient::AddToMulti(RequestId id) {
   if (it == transfers_.end()) return;
   Transfer& t = *it->second;
   ++in_curl_;
-  CURLMcode rc = curl_multi_add_handle(Multi(multi_), t.easy);
+  CURLMcode rc = curl_multi_add_handle(Multi(t.shard->multi), t.easy);
   --in_curl_;
   if (rc != CURLM_OK) {
     HttpResult result;
@@ -321,7 +338,7 @@ void HttpClient::DrainDoomed() {
     for (auto& t : batch) {
       if (t->in_multi) {
         ++in_curl_;
-        curl_multi_remove_handle(Multi(multi_), t->easy);
+        curl_multi_remove_handle(Multi(t->shard->multi), t->easy);
         --in_curl_;
         t->in_multi = false;
       }
@@ -368,9 +385,10 @@ void HttpClient::OnStallCheck(RequestId id) {
   t.stall_timer = loop_.RunAt(due, [this, id] { OnStallCheck(id); });
 }
 
-int HttpClient::SocketCallback(void* /*easy*/, int fd, int what, void* clientp,
+int HttpClient::SocketCallback(void* /*easy*/, int fd, int what, void* shardp,
                                void* /*socketp*/) {
-  auto* self = static_cast<HttpClient*>(clientp);
+  Shard* shard = static_cast<Shard*>(shardp);
+  HttpClient* self = shard->client;
   if (what == CURL_POLL_REMOVE) {
     self->loop_.UnwatchFd(fd);
     self->watched_fds_.erase(fd);
@@ -382,52 +400,70 @@ int HttpClient::SocketCallback(void* /*easy*/, int fd, int what, void* clientp,
   if (self->watched_fds_.count(fd) != 0) {
     self->loop_.ModifyFd(fd, events).IgnoreError();
   } else {
-    absl::Status status = self->loop_.WatchFd(
-        fd, events, [self, fd](uint32_t ev) { self->OnSocketEvent(fd, ev); });
+    absl::Status status =
+        self->loop_.WatchFd(fd, events, [self, shard, fd](uint32_t ev) {
+          self->OnSocketEvent(*shard, fd, ev);
+        });
     if (!status.ok()) return -1;
     self->watched_fds_.insert(fd);
   }
   return 0;
 }
 
-int HttpClient::TimerCallback(void* /*multi*/, long timeout_ms, void* clientp) {
-  auto* self = static_cast<HttpClient*>(clientp);
-  if (self->curl_timer_ != EventLoop::kNoTimer) {
-    self->loop_.CancelTimer(self->curl_timer_);
-    self->curl_timer_ = EventLoop::kNoTimer;
+int HttpClient::TimerCallback(void* /*multi*/, long timeout_ms, void* shardp) {
+  Shard* shard = static_cast<Shard*>(shardp);
+  HttpClient* self = shard->client;
+  if (shard->curl_timer != EventLoop::kNoTimer) {
+    self->loop_.CancelTimer(shard->curl_timer);
+    shard->curl_timer = EventLoop::kNoTimer;
   }
   if (timeout_ms < 0) return 0;
-  self->curl_timer_ =
+  shard->curl_timer =
       self->loop_.RunAt(self->loop_.Now() + absl::Milliseconds(timeout_ms),
-                        [self] { self->OnCurlTimer(); });
+                        [self, shard] { self->OnCurlTimer(*shard); });
   return 0;
 }
 
-void HttpClient::OnCurlTimer() {
-  curl_timer_ = EventLoop::kNoTimer;
-  SocketAction(CURL_SOCKET_TIMEOUT, 0);
+void HttpClient::OnCurlTimer(Shard& shard) {
+  shard.curl_timer = EventLoop::kNoTimer;
+  SocketAction(shard, CURL_SOCKET_TIMEOUT, 0);
 }
 
-void HttpClient::OnSocketEvent(int fd, uint32_t events) {
+std::vector<size_t> HttpClient::transfers_per_handle() const {
+  std::vector<size_t> out;
+  out.reserve(shards_.size());
+  for (const auto& shard : shards_) out.push_back(shard->transfers);
+  return out;
+}
+
+HttpClient::Shard& HttpClient::LeastBusyShard() {
+  Shard* best = shards_.front().get();
+  for (auto& shard : shards_) {
+    if (shard->transfers < best->transfers) best = shard.get();
+  }
+  return *best;
+}
+
+void HttpClient::OnSocketEvent(Shard& shard, int fd, uint32_t events) {
   int bitmask = 0;
   if (events & EPOLLIN) bitmask |= CURL_CSELECT_IN;
   if (events & EPOLLOUT) bitmask |= CURL_CSELECT_OUT;
   if (events & (EPOLLERR | EPOLLHUP)) bitmask |= CURL_CSELECT_ERR;
-  SocketAction(fd, bitmask);
+  SocketAction(shard, fd, bitmask);
 }
 
-void HttpClient::SocketAction(int fd, int bitmask) {
+void HttpClient::SocketAction(Shard& shard, int fd, int bitmask) {
   int running = 0;
   ++in_curl_;
-  curl_multi_socket_action(Multi(multi_), fd, bitmask, &running);
+  curl_multi_socket_action(Multi(shard.multi), fd, bitmask, &running);
   --in_curl_;
   DrainDoomed();
-  ProcessCompletions();
+  ProcessCompletions(shard);
 }
 
-void HttpClient::ProcessCompletions() {
+void HttpClient::ProcessCompletions(Shard& shard) {
   int pending = 0;
-  while (CURLMsg* msg = curl_multi_info_read(Multi(multi_), &pending)) {
+  while (CURLMsg* msg = curl_multi_info_read(Multi(shard.multi), &pending)) {
     if (msg->msg != CURLMSG_DONE) continue;
     CURL* easy = msg->easy_handle;
     CURLcode code = msg->data.result;

@@ -82,7 +82,16 @@ class HttpClient {
     // Upper bound per host; 0 = unlimited. Excess requests queue in curl.
     int64_t max_host_connections = 0;
     // Idle connections kept in the cache.
-    int64_t max_cached_connections = 256;
+    int64_t max_cached_connections = 4096;
+    // Transfers are spread over this many curl multi handles, each with its
+    // own connection cache. libcurl looks for a reusable connection by
+    // walking every connection to the host, so with one multi handle the
+    // cost of starting a request grows with the number in flight (2,000
+    // upstream requests in flight doubled echelond's CPU per request). A
+    // new transfer goes to the handle with the fewest transfers (the first
+    // one when idle, so sequential requests keep reusing one connection).
+    // The connection limits above apply per handle, divided evenly.
+    int multi_handles = 16;
     // CA bundle path; empty = the system default store.
     std::string ca_file;
     std::string user_agent = "echelon/1";
@@ -110,26 +119,37 @@ class HttpClient {
 
   // Transfers started and not yet completed or cancelled. Loop thread only.
   size_t active_requests() const { return transfers_.size(); }
+  // Transfers on each curl multi handle (see Options::multi_handles),
+  // including ones finishing. Loop thread only; for tests.
+  std::vector<size_t> transfers_per_handle() const;
 
   EpollEventLoop& loop() { return loop_; }
 
  private:
   struct Transfer;
+  // One curl multi handle with its curl timer.
+  struct Shard {
+    HttpClient* client = nullptr;
+    void* multi = nullptr;  // CURLM*
+    EventLoop::TimerId curl_timer = EventLoop::kNoTimer;
+    size_t transfers = 0;  // started here and not yet freed
+  };
 
-  HttpClient(const Options& options, EpollEventLoop& loop, void* multi);
+  HttpClient(const Options& options, EpollEventLoop& loop);
 
-  static int SocketCallback(void* easy, int fd, int what, void* clientp,
+  static int SocketCallback(void* easy, int fd, int what, void* shardp,
                             void* socketp);
-  static int TimerCallback(void* multi, long timeout_ms, void* clientp);
+  static int TimerCallback(void* multi, long timeout_ms, void* shardp);
   static size_t HeaderCallback(char* data, size_t size, size_t n, void* userp);
   static size_t WriteCallback(char* data, size_t size, size_t n, void* userp);
   static int PrereqCallback(void* clientp, char* primary_ip, char* local_ip,
                             int primary_port, int local_port);
 
-  void OnSocketEvent(int fd, uint32_t events);
-  void OnCurlTimer();
-  void SocketAction(int fd, int bitmask);
-  void ProcessCompletions();
+  void OnSocketEvent(Shard& shard, int fd, uint32_t events);
+  void OnCurlTimer(Shard& shard);
+  void SocketAction(Shard& shard, int fd, int bitmask);
+  void ProcessCompletions(Shard& shard);
+  Shard& LeastBusyShard();
   void AddToMulti(RequestId id);
   void Finish(Transfer& transfer, HttpResult result);
   void FailWithTimeout(RequestId id, ErrorClass error_class);
@@ -150,10 +170,9 @@ class HttpClient {
 
   const Options options_;
   EpollEventLoop& loop_;
-  void* multi_;  // CURLM*
+  std::vector<std::unique_ptr<Shard>> shards_;
   RequestId next_id_ = 1;
   std::unordered_map<RequestId, std::unique_ptr<Transfer>> transfers_;
-  EventLoop::TimerId curl_timer_ = EventLoop::kNoTimer;
   int in_curl_ = 0;  // depth of calls into libcurl (callbacks may run)
   // Easy handles removed from the multi, destroyed outside libcurl calls.
   std::vector<std::unique_ptr<Transfer>> doomed_;

@@ -64,6 +64,11 @@ ABSL_FLAG(std::string, http_tls_client_ca, "",
 ABSL_FLAG(std::string, upstream_ca_file, "",
           "PEM CA bundle trusted for https:// upstreams instead of the "
           "system store.");
+ABSL_FLAG(int, upstream_multi_handles, 16,
+          "libcurl multi handles the upstream requests are spread over. "
+          "libcurl walks every connection to a host to find one to reuse, "
+          "so one handle makes starting a request cost more the more are in "
+          "flight; each handle keeps its own connections.");
 ABSL_FLAG(bool, sched_batch, false,
           "Run every thread under SCHED_BATCH (Linux): a thread woken by "
           "another (gRPC -> event loop -> gRPC) does not preempt it, so "
@@ -121,6 +126,7 @@ int main(int argc, char** argv) {
 
   echelon::ServerOptions options;
   options.config_path = absl::GetFlag(FLAGS_config);
+  options.upstream_multi_handles = absl::GetFlag(FLAGS_upstream_multi_handles);
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.http_address = absl::GetFlag(FLAGS_http_address);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);

@@ -85,6 +85,7 @@ class ServerImpl final : public Server {
 
     HttpClient::Options http_options;
     http_options.ca_file = options.upstream_ca_file;
+    http_options.multi_handles = options.upstream_multi_handles;
     auto http = HttpClient::Create(http_options, *loop_);
     if (!http.ok()) return http.status();
     http_ = std::move(*http);

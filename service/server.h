@@ -60,6 +60,9 @@ struct ServerOptions {
   std::string upstream_ca_file;
   // How often grpc.health.v1 per-target status is recomputed.
   absl::Duration health_interval = absl::Seconds(1);
+  // libcurl multi handles the upstream transfers are spread over
+  // (HttpClient::Options::multi_handles).
+  int upstream_multi_handles = 16;
 };
 
 class Server {

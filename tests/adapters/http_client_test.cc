@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "adapters/event_loop.h"
@@ -157,6 +159,68 @@ TEST_F(HttpClientTest, ReusesKeptAliveConnection) {
   EXPECT_EQ(Fetch(req).result.error_class, ErrorClass::kNone);
   EXPECT_EQ(Fetch(req).result.error_class, ErrorClass::kNone);
   EXPECT_EQ(server.accepted(), 1);
+}
+
+// Four transfers in flight at once go to four multi handles (each opens a
+// connection); the next four go to the same handles and reuse those
+// connections, and so does a request on its own afterwards.
+TEST_F(HttpClientTest, ConcurrentTransfersSpreadOverHandlesAndReuseThem) {
+  absl::Mutex mu;
+  int arrived = 0;
+  int release_at = 4;  // answer once this many requests have arrived
+  TestHttpServer server([&](const std::string&, TestHttpServer::Conn& c) {
+    {
+      absl::MutexLock lock(&mu);
+      ++arrived;
+      auto all_here = [&] { return arrived >= release_at; };
+      mu.Await(absl::Condition(&all_here));
+    }
+    c.Write(kOkResponse);
+    return true;
+  });
+  std::vector<size_t> spread;
+  std::vector<size_t> one_each(16, 0);
+  for (int i = 0; i < 4; ++i) one_each[i] = 1;
+  auto round = [&](int n) {
+    absl::BlockingCounter done(n);
+    int failures = 0;
+    loop_->Post([&] {
+      for (int i = 0; i < n; ++i) {
+        HttpRequest req;
+        req.url = server.url("/");
+        HttpCallbacks cb;
+        cb.on_complete = [&](HttpResult r) {
+          if (r.error_class != ErrorClass::kNone || r.http_status != 200) {
+            ++failures;
+          }
+          done.DecrementCount();
+        };
+        client_->Start(std::move(req), std::move(cb));
+      }
+      spread = client_->transfers_per_handle();
+    });
+    done.Wait();
+    return failures;
+  };
+  ASSERT_EQ(HttpClient::Options().multi_handles, 16);
+  EXPECT_EQ(round(4), 0);
+  EXPECT_EQ(spread, one_each);
+  EXPECT_EQ(server.accepted(), 4);
+  {
+    absl::MutexLock lock(&mu);
+    release_at = 8;
+  }
+  EXPECT_EQ(round(4), 0);
+  EXPECT_EQ(spread, one_each);
+  EXPECT_EQ(server.accepted(), 4);
+  {
+    absl::MutexLock lock(&mu);
+    release_at = 9;
+  }
+  HttpRequest req;
+  req.url = server.url("/");
+  EXPECT_EQ(Fetch(req).result.error_class, ErrorClass::kNone);
+  EXPECT_EQ(server.accepted(), 4);
 }
 
 TEST_F(HttpClientTest, RefusedConnectionIsConnectError) {
