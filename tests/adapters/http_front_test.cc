@@ -25,85 +25,32 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
+#include "tests/adapters/curl_test_client.h"
 #include "tests/fakes/scripted_router.h"
 
 namespace echelon {
 namespace {
 
-struct HttpResult {
-  CURLcode rc = CURLE_OK;
-  long status = 0;
-  std::string body;
-  std::map<std::string, std::string> headers;  // lowercase names
-};
+using HttpResult = CurlTestResult;
 
-size_t CollectBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
-}
-
-size_t CollectHeader(char* data, size_t size, size_t n, void* user) {
-  absl::string_view line(data, size * n);
-  size_t colon = line.find(':');
-  if (colon != absl::string_view::npos) {
-    (*static_cast<std::map<std::string, std::string>*>(
-        user))[absl::AsciiStrToLower(line.substr(0, colon))] =
-        std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
-  }
-  return size * n;
-}
-
-// One keep-alive client: requests on the same CURL handle reuse the
-// connection.
+// One keep-alive client: requests on the same client reuse the connection.
 class Client {
  public:
-  explicit Client(int port) : base_(absl::StrCat("http://127.0.0.1:", port)) {
-    curl_ = curl_easy_init();
-  }
-  ~Client() { curl_easy_cleanup(curl_); }
+  explicit Client(int port) : base_(absl::StrCat("http://127.0.0.1:", port)) {}
 
   HttpResult Do(const std::string& method, const std::string& path,
                 const std::string& body = "",
                 std::vector<std::string> headers = {},
                 absl::Duration timeout = absl::Seconds(10)) {
-    HttpResult r;
-    curl_easy_reset(curl_);
-    std::string url = base_ + path;
-    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method.c_str());
-    if (method == "POST") {
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.c_str());
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE,
-                       static_cast<long>(body.size()));
-    }
-    curl_slist* list = nullptr;
-    headers.push_back("Content-Type: application/json");
-    for (const std::string& h : headers)
-      list = curl_slist_append(list, h.c_str());
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, CollectBody);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &r.body);
-    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, CollectHeader);
-    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &r.headers);
-    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(timeout)));
-    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-    r.rc = curl_easy_perform(curl_);
-    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &r.status);
-    long connects = 0;
-    curl_easy_getinfo(curl_, CURLINFO_NUM_CONNECTS, &connects);
-    connects_ += connects;
-    curl_slist_free_all(list);
-    return r;
+    return curl_.Do(method, base_ + path, body, std::move(headers), timeout);
   }
 
-  // Connections curl opened so far on this handle.
-  long connects() const { return connects_; }
+  // Connections curl opened so far on this client.
+  long connects() const { return curl_.connects(); }
 
  private:
   std::string base_;
-  CURL* curl_;
-  long connects_ = 0;
+  CurlTestClient curl_;
 };
 
 // A raw TCP connection to the front.

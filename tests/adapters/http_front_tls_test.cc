@@ -30,6 +30,7 @@
 #include "adapters/http_tls.h"
 #include "gtest/gtest.h"
 #include "rapidjson/document.h"
+#include "tests/adapters/curl_test_client.h"
 #include "tests/fakes/scripted_router.h"
 
 namespace echelon {
@@ -60,16 +61,7 @@ std::string Pki(const std::string& name) {
   return absl::StrCat(PkiDir(), "/", name);
 }
 
-struct HttpResult {
-  CURLcode rc = CURLE_OK;
-  long status = 0;
-  std::string body;
-};
-
-size_t CollectBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
-}
+using HttpResult = CurlTestResult;
 
 // A keep-alive libcurl client for https://127.0.0.1:<port>.
 class Client {
@@ -78,55 +70,27 @@ class Client {
     std::string ca = "ca.pem";  // trusted CA (file in the PKI dir)
     std::string client;         // client cert/key base name; empty = none
   };
-  Client(int port, Tls tls) : port_(port), tls_(std::move(tls)) {
-    curl_ = curl_easy_init();
-  }
-  ~Client() { curl_easy_cleanup(curl_); }
+  Client(int port, Tls tls) : port_(port), tls_(std::move(tls)) {}
 
   HttpResult Do(const std::string& method, const std::string& path,
                 const std::string& body = "", bool https = true) {
-    HttpResult r;
-    curl_easy_reset(curl_);
-    std::string url =
-        absl::StrCat(https ? "https" : "http", "://127.0.0.1:", port_, path);
-    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method.c_str());
-    if (method == "POST") {
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.c_str());
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE,
-                       static_cast<long>(body.size()));
-    }
-    std::string ca = Pki(tls_.ca);
-    std::string cert = Pki(tls_.client + ".pem");
-    std::string key = Pki(tls_.client + ".key");
-    curl_easy_setopt(curl_, CURLOPT_CAINFO, ca.c_str());
-    curl_easy_setopt(curl_, CURLOPT_CAPATH, nullptr);
+    CurlTestTls files;
+    files.ca_file = Pki(tls_.ca);
     if (!tls_.client.empty()) {
-      curl_easy_setopt(curl_, CURLOPT_SSLCERT, cert.c_str());
-      curl_easy_setopt(curl_, CURLOPT_SSLKEY, key.c_str());
+      files.cert_file = Pki(tls_.client + ".pem");
+      files.key_file = Pki(tls_.client + ".key");
     }
-    curl_slist* list =
-        curl_slist_append(nullptr, "Content-Type: application/json");
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, CollectBody);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &r.body);
-    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-    r.rc = curl_easy_perform(curl_);
-    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &r.status);
-    long connects = 0;
-    curl_easy_getinfo(curl_, CURLINFO_NUM_CONNECTS, &connects);
-    connects_ += connects;
-    curl_slist_free_all(list);
-    return r;
+    return curl_.Do(
+        method,
+        absl::StrCat(https ? "https" : "http", "://127.0.0.1:", port_, path),
+        body, {}, absl::Seconds(10), files);
   }
-  long connects() const { return connects_; }
+  long connects() const { return curl_.connects(); }
 
  private:
   int port_;
   Tls tls_;
-  CURL* curl_;
-  long connects_ = 0;
+  CurlTestClient curl_;
 };
 
 int Connect(int port) {
