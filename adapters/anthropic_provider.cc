@@ -540,12 +540,4 @@ std::unique_ptr<StreamDecoder> AnthropicDialect::NewStreamDecoder() const {
 }
 
 }  // namespace anthropic
-
-std::unique_ptr<UpstreamHandle> AnthropicProvider::Start(
-    UpstreamCall call, UpstreamObserver* observer) {
-  static const anthropic::AnthropicDialect* const kDialect =
-      new anthropic::AnthropicDialect();
-  return StartProviderCall(*kDialect, http_, std::move(call), observer);
-}
-
 }  // namespace echelon

@@ -32,19 +32,6 @@
 #include "domain/provider.h"
 
 namespace echelon {
-
-class AnthropicProvider : public Provider {
- public:
-  // `http` must outlive the provider and every call it started.
-  explicit AnthropicProvider(HttpClient& http) : http_(http) {}
-
-  std::unique_ptr<UpstreamHandle> Start(UpstreamCall call,
-                                        UpstreamObserver* observer) override;
-
- private:
-  HttpClient& http_;
-};
-
 namespace anthropic {
 
 inline constexpr int64_t kDefaultMaxTokens = 4096;
@@ -73,4 +60,8 @@ UpstreamError ClassifyError(int status, absl::string_view body);
 FinishReason ParseStopReason(absl::string_view reason);
 
 }  // namespace anthropic
+
+// `http` must outlive the provider and every call it started.
+using AnthropicProvider = DialectProvider<anthropic::AnthropicDialect>;
+
 }  // namespace echelon

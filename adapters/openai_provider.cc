@@ -502,12 +502,4 @@ std::unique_ptr<StreamDecoder> OpenAiDialect::NewStreamDecoder() const {
 }
 
 }  // namespace openai
-
-std::unique_ptr<UpstreamHandle> OpenAiProvider::Start(
-    UpstreamCall call, UpstreamObserver* observer) {
-  static const openai::OpenAiDialect* const kDialect =
-      new openai::OpenAiDialect();
-  return StartProviderCall(*kDialect, http_, std::move(call), observer);
-}
-
 }  // namespace echelon

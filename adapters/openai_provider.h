@@ -32,19 +32,6 @@
 #include "domain/provider.h"
 
 namespace echelon {
-
-class OpenAiProvider : public Provider {
- public:
-  // `http` must outlive the provider and every call it started.
-  explicit OpenAiProvider(HttpClient& http) : http_(http) {}
-
-  std::unique_ptr<UpstreamHandle> Start(UpstreamCall call,
-                                        UpstreamObserver* observer) override;
-
- private:
-  HttpClient& http_;
-};
-
 namespace openai {
 
 // The wire dialect; exposed for unit tests and benchmarks.
@@ -72,4 +59,8 @@ UpstreamError ClassifyError(int status, absl::string_view body);
 FinishReason ParseFinishReason(absl::string_view reason);
 
 }  // namespace openai
+
+// `http` must outlive the provider and every call it started.
+using OpenAiProvider = DialectProvider<openai::OpenAiDialect>;
+
 }  // namespace echelon

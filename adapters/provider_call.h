@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -62,6 +63,23 @@ std::unique_ptr<UpstreamHandle> StartProviderCall(const Dialect& dialect,
                                                   HttpClient& http,
                                                   UpstreamCall call,
                                                   UpstreamObserver* observer);
+
+// A Provider that speaks `DialectT` (stateless, default-constructible) over
+// `http`, which must outlive the provider and every call it started.
+template <typename DialectT>
+class DialectProvider final : public Provider {
+ public:
+  explicit DialectProvider(HttpClient& http) : http_(http) {}
+
+  std::unique_ptr<UpstreamHandle> Start(UpstreamCall call,
+                                        UpstreamObserver* observer) override {
+    static const DialectT* const kDialect = new DialectT();
+    return StartProviderCall(*kDialect, http_, std::move(call), observer);
+  }
+
+ private:
+  HttpClient& http_;
+};
 
 // Longest error body kept for classification.
 inline constexpr size_t kMaxErrorBodyBytes = 64 * 1024;
