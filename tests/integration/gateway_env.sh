@@ -21,15 +21,18 @@ stop_gateway() {
 trap stop_gateway EXIT
 
 # wait_line FILE PREFIX SECONDS: prints the first line of FILE starting with
-# PREFIX, waiting up to SECONDS for it.
+# PREFIX, waiting up to SECONDS for it. The file is always read at least
+# once: $SECONDS counts whole seconds, so a 1-second deadline set just
+# before the counter ticks would otherwise allow no attempt at all.
 wait_line() {
-  local file="$1" prefix="$2" deadline=$((SECONDS + $3)) line
-  while [ "$SECONDS" -lt "$deadline" ]; do
+  local file="$1" prefix="$2" deadline=$((SECONDS + $3 + 1)) line
+  while :; do
     line=$(grep -m1 "^$prefix" "$file" 2>/dev/null || true)
     if [ -n "$line" ]; then
       echo "$line"
       return 0
     fi
+    [ "$SECONDS" -lt "$deadline" ] || break
     sleep 0.1
   done
   echo "timed out waiting for '$prefix' in $file" >&2
