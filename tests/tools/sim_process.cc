@@ -17,25 +17,33 @@
 namespace echelon {
 namespace sim {
 
-std::string SimBinaryPath() {
-  if (const char* bin = std::getenv("UPSTREAM_SIM_BIN")) return bin;
+std::string RunfilesPath(const std::string& workspace_relative) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* workspace = std::getenv("TEST_WORKSPACE");
   return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/",
-                      workspace != nullptr ? workspace : "echelon",
-                      "/tools/upstream_sim/upstream_sim");
+                      workspace != nullptr ? workspace : "echelon", "/",
+                      workspace_relative);
+}
+
+std::string SimBinaryPath() {
+  if (const char* bin = std::getenv("UPSTREAM_SIM_BIN")) return bin;
+  return RunfilesPath("tools/upstream_sim/upstream_sim");
 }
 
 absl::StatusOr<std::unique_ptr<SimProcess>> SimProcess::Start(
     const Options& options) {
-  const std::string binary = SimBinaryPath();
+  const bool sim = options.binary.empty();
+  const std::string binary = sim ? SimBinaryPath() : options.binary;
   if (access(binary.c_str(), X_OK) != 0) {
-    return absl::NotFoundError(
-        absl::StrCat("upstream_sim binary not found at ", binary));
+    return absl::NotFoundError(absl::StrCat("binary not found at ", binary));
   }
-  std::vector<std::string> args = {binary, "--port=0", "--host=127.0.0.1"};
-  if (!options.scenario.empty()) {
-    args.push_back(absl::StrCat("--scenario=", options.scenario));
+  std::vector<std::string> args = {binary};
+  if (sim) {
+    args.push_back("--port=0");
+    args.push_back("--host=127.0.0.1");
+    if (!options.scenario.empty()) {
+      args.push_back(absl::StrCat("--scenario=", options.scenario));
+    }
   }
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   std::vector<char*> argv;
@@ -79,13 +87,17 @@ absl::StatusOr<std::unique_ptr<SimProcess>> SimProcess::Start(
       line.push_back(c);
       continue;
     }
-    if (line.rfind("LISTENING ", 0) == 0) port = std::atoi(line.c_str() + 10);
+    const std::string& prefix = options.listening_prefix;
+    if (line.rfind(prefix, 0) == 0) {
+      port = std::atoi(line.c_str() + prefix.size());
+    }
     line.clear();
   }
   close(fds[0]);
   std::unique_ptr<SimProcess> process(new SimProcess(pid, port));
   if (port <= 0) {
-    return absl::InternalError("upstream_sim did not print LISTENING <port>");
+    return absl::InternalError(absl::StrCat(
+        binary, " did not print '", options.listening_prefix, "<port>'"));
   }
   return process;
 }
