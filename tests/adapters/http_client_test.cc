@@ -1,12 +1,13 @@
 #include "adapters/http_client.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/synchronization/blocking_counter.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "adapters/event_loop.h"
@@ -165,58 +166,75 @@ TEST_F(HttpClientTest, ReusesKeptAliveConnection) {
 // connection); the next four go to the same handles and reuse those
 // connections, and so does a request on its own afterwards.
 TEST_F(HttpClientTest, ConcurrentTransfersSpreadOverHandlesAndReuseThem) {
-  absl::Mutex mu;
-  int arrived = 0;
-  int release_at = 4;  // answer once this many requests have arrived
+  // std::mutex and std::condition_variable rather than Abseil's: this test
+  // runs under ThreadSanitizer, which cannot see the happens-before edges of
+  // Debian's uninstrumented absl::BlockingCounter or Mutex::Await.
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0;     // requests the server has seen
+  int release_at = 4;  // it answers once this many have arrived
+  int completed = 0;   // transfers completed in the current round
+  int failures = 0;
+  std::vector<size_t> spread;
   TestHttpServer server([&](const std::string&, TestHttpServer::Conn& c) {
     {
-      absl::MutexLock lock(&mu);
+      std::unique_lock<std::mutex> lock(mu);
       ++arrived;
-      auto all_here = [&] { return arrived >= release_at; };
-      mu.Await(absl::Condition(&all_here));
+      cv.notify_all();
+      cv.wait(lock, [&] { return arrived >= release_at; });
     }
     c.Write(kOkResponse);
     return true;
   });
-  std::vector<size_t> spread;
   std::vector<size_t> one_each(16, 0);
   for (int i = 0; i < 4; ++i) one_each[i] = 1;
   auto round = [&](int n) {
-    absl::BlockingCounter done(n);
-    int failures = 0;
-    loop_->Post([&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      completed = failures = 0;
+    }
+    loop_->Post([&, n] {
       for (int i = 0; i < n; ++i) {
         HttpRequest req;
         req.url = server.url("/");
         HttpCallbacks cb;
         cb.on_complete = [&](HttpResult r) {
+          std::lock_guard<std::mutex> lock(mu);
           if (r.error_class != ErrorClass::kNone || r.http_status != 200) {
             ++failures;
           }
-          done.DecrementCount();
+          ++completed;
+          cv.notify_all();
         };
         client_->Start(std::move(req), std::move(cb));
       }
-      spread = client_->transfers_per_handle();
+      std::vector<size_t> now = client_->transfers_per_handle();
+      std::lock_guard<std::mutex> lock(mu);
+      spread = std::move(now);
     });
-    done.Wait();
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(20),
+                            [&] { return completed == n; }));
     return failures;
+  };
+  auto release = [&](int at) {
+    std::lock_guard<std::mutex> lock(mu);
+    release_at = at;
+    cv.notify_all();
+  };
+  auto spread_now = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return spread;
   };
   ASSERT_EQ(HttpClient::Options().multi_handles, 16);
   EXPECT_EQ(round(4), 0);
-  EXPECT_EQ(spread, one_each);
+  EXPECT_EQ(spread_now(), one_each);
   EXPECT_EQ(server.accepted(), 4);
-  {
-    absl::MutexLock lock(&mu);
-    release_at = 8;
-  }
+  release(8);
   EXPECT_EQ(round(4), 0);
-  EXPECT_EQ(spread, one_each);
+  EXPECT_EQ(spread_now(), one_each);
   EXPECT_EQ(server.accepted(), 4);
-  {
-    absl::MutexLock lock(&mu);
-    release_at = 9;
-  }
+  release(9);
   HttpRequest req;
   req.url = server.url("/");
   EXPECT_EQ(Fetch(req).result.error_class, ErrorClass::kNone);
