@@ -49,19 +49,6 @@ def log(msg):
 # /proc
 
 
-def proc_cpu_s(pids):
-    """utime + stime of every process in pids (all threads), in seconds."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / CLK_TCK
-
-
 def proc_cpu_split(pids):
     """(utime, stime) of every process in pids (all threads), in seconds."""
     u = st = 0
@@ -74,6 +61,11 @@ def proc_cpu_split(pids):
         except (OSError, IndexError, ValueError):
             pass
     return u / CLK_TCK, st / CLK_TCK
+
+
+def proc_cpu_s(pids):
+    """utime + stime of every process in pids (all threads), in seconds."""
+    return sum(proc_cpu_split(pids))
 
 
 def proc_ctx_switches(pids):
@@ -295,6 +287,13 @@ class Bench:
         res["cpu_s"] = proc_cpu_s(pids) - c0
         return res
 
+    def endpoint_flags(self, kind, endpoint, extra):
+        """loadgen flags naming the system: kind 'grpc' (endpoint =
+        host:port) or 'http' (endpoint = URL, plus `extra` flags)."""
+        if kind == "grpc":
+            return [f"--address={endpoint}", f"--target={self.args.target}"]
+        return [f"--url={endpoint}"] + (extra or [])
+
     def cpu_trials(self, systems):
         """Closed-loop CPU per request, interleaved: each round runs every
         system once for --cpu_trial_s, so a burst of load from elsewhere on
@@ -309,10 +308,7 @@ class Bench:
                 log(f"cpu trial {rnd + 1}/{a.cpu_trials}: {name}")
                 flags = ["--warmup_s=1", f"--duration_s={a.cpu_trial_s}",
                          f"--mode={kind}_unary", f"--concurrency={a.concurrency}"]
-                if kind == "grpc":
-                    flags += [f"--address={endpoint}", f"--target={a.target}"]
-                else:
-                    flags += [f"--url={endpoint}"] + (extra or [])
+                flags += self.endpoint_flags(kind, endpoint, extra)
                 pids = pids_fn()
                 u0, s0 = proc_cpu_split(pids)
                 x0 = proc_ctx_switches(pids)
@@ -335,10 +331,7 @@ class Bench:
         """kind: 'grpc' (endpoint = host:port) or 'http' (endpoint = URL)."""
         a = self.args
         common = [f"--warmup_s={a.warmup}", f"--duration_s={a.duration}"]
-        if kind == "grpc":
-            common += [f"--address={endpoint}", f"--target={a.target}"]
-        else:
-            common += [f"--url={endpoint}"] + (extra or [])
+        common += self.endpoint_flags(kind, endpoint, extra)
         out = {"name": name}
         log(f"{name}: closed loop, {a.concurrency} in flight")
         res = self.measured(pids_fn, common + [
@@ -725,13 +718,6 @@ def machine():
             f"kernel {platform.release()}, load average at start {' '.join(load)}")
 
 
-_RESULTS = [None]
-
-
-def results_for_md():
-    return _RESULTS[0] or {}
-
-
 def cpu_section(results, args):
     """Where each system's CPU goes, from its best interleaved trial."""
     rows = []
@@ -759,7 +745,8 @@ def cpu_section(results, args):
             "|---|---|---|---|---|"] + rows + [""]
 
 
-def write_markdown(path, args, rows, tgts, mach, pinning, started, elapsed, notes, raw_path):
+def write_markdown(path, args, results, rows, tgts, mach, pinning, started, elapsed, notes,
+                   raw_path):
     trial = args.label or ("TRIAL (--quick) on a shared, loaded machine: numbers are "
                            "noisy and only prove the harness works end to end."
                            if args.quick else "")
@@ -818,7 +805,7 @@ def write_markdown(path, args, rows, tgts, mach, pinning, started, elapsed, note
            "`/_stats` gives the upstream streams it serves mid-hold. Held = "
            "all streams flowing and ≥ 90 % of the expected chunks/s.",
            ""]
-    md += cpu_section(results_for_md(), args)
+    md += cpu_section(results, args)
     md += ["## Targets (issue 8)", "", "| Target | Measured | Verdict |", "|---|---|---|"]
     for t in tgts:
         md.append(f"| {t[0]} | {t[1]} | {t[2]} |")
@@ -1040,8 +1027,7 @@ def main():
             if x and x.get("first_error"):
                 notes.append(f"{name} {phase}: {x.get('total_errors', 0)} errors, first: "
                              f"{x['first_error'][:160]}")
-    _RESULTS[0] = bench.results
-    write_markdown(args.out, args, rows, tgts, mach, pinning, started,
+    write_markdown(args.out, args, bench.results, rows, tgts, mach, pinning, started,
                    time.time() - t0, notes, raw_path)
     log(f"wrote {args.out}")
 
