@@ -86,8 +86,9 @@ class HttpClient {
     // Transfers are spread over this many curl multi handles, each with its
     // own connection cache. libcurl looks for a reusable connection by
     // walking every connection to the host, so with one multi handle the
-    // cost of starting a request grows with the number in flight (2,000
-    // upstream requests in flight doubled echelond's CPU per request). A
+    // cost of starting a request grows with the number in flight (with
+    // 1,500 in flight, one handle served 10-20 % fewer requests per second
+    // than 16; tools/bench/BEFORE_AFTER.md). A
     // new transfer goes to the handle with the fewest transfers (the first
     // one when idle, so sequential requests keep reusing one connection).
     // The connection limits above apply per handle, divided evenly.
